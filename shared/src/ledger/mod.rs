@@ -1,0 +1,106 @@
+//! The double-entry ledger.
+//!
+//! Every movement of money is a transfer from one account to another. User wallets and system
+//! accounts together always sum to zero, and every balance equals the sum of the transfers that
+//! touched it. An account keeps three numbers: `balance` (what it owns), `held` (reserved for a
+//! pending debit) and `available = balance - held`, which is what a debit's condition checks in
+//! the same DynamoDB write as the debit itself.
+
+pub mod store;
+
+use crate::domain::ids::UserId;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::fmt;
+
+/// How many shards each system account is split into, so that no single item takes every
+/// transfer's write (DynamoDB allows ~1,000 writes/s per partition; a transactional write counts
+/// twice).
+pub const SYSTEM_ACCOUNT_SHARDS: u16 = 32;
+
+/// The accounts the platform itself owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SystemAccount {
+    /// Money Revio has collected for us; negative as users are credited.
+    RevioClearing,
+    /// Source of referral and promotional rewards.
+    RewardsPool,
+    /// Fees and call charges earned.
+    PlatformRevenue,
+    /// Manual corrections by operators.
+    Adjustments,
+}
+
+impl SystemAccount {
+    /// Every system account.
+    pub const ALL: [SystemAccount; 4] = [
+        SystemAccount::RevioClearing,
+        SystemAccount::RewardsPool,
+        SystemAccount::PlatformRevenue,
+        SystemAccount::Adjustments,
+    ];
+
+    /// Stable name used in account ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemAccount::RevioClearing => "revio_clearing",
+            SystemAccount::RewardsPool => "rewards_pool",
+            SystemAccount::PlatformRevenue => "platform_revenue",
+            SystemAccount::Adjustments => "adjustments",
+        }
+    }
+}
+
+/// The id of a ledger account: `wallet:<user_id>` or `system:<name>:<shard>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// The wallet of a user.
+    pub fn wallet(user: &UserId) -> Self {
+        Self(format!("wallet:{user}"))
+    }
+
+    /// One shard of a system account.
+    pub fn system(account: SystemAccount, shard: u16) -> Self {
+        Self(format!("system:{}:{:02}", account.name(), shard % SYSTEM_ACCOUNT_SHARDS))
+    }
+
+    /// A random shard of a system account, spreading writes.
+    pub fn system_any_shard(account: SystemAccount) -> Self {
+        use rand::Rng;
+        Self::system(account, rand::thread_rng().gen_range(0..SYSTEM_ACCOUNT_SHARDS))
+    }
+
+    /// Wraps a stored id.
+    pub fn from_stored(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a user's wallet.
+    pub fn is_wallet(&self) -> bool {
+        self.0.starts_with("wallet:")
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A ledger account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub currency: crate::money::Currency,
+    pub balance: Decimal,
+    pub held: Decimal,
+    pub available: Decimal,
+    pub updated_at: String,
+}

@@ -1,0 +1,35 @@
+//! # Purse
+//!
+//! The shared library of every Purse Lambda function: the domain, the ledger, authentication,
+//! the HTTP conventions, and the adapters to DynamoDB, SQS and Secrets Manager.
+//!
+//! A tour, from the outside in:
+//!
+//! - [`runtime`]: the [`runtime::HttpFunction`] contract each function crate implements, and
+//!   the one place where authentication, role checks and error shaping happen.
+//! - [`http`] and [`error`]: request parsing (JSON only, size-capped, unknown fields refused)
+//!   and the single error shape `{"error": {"code", "message", "request_id"}}`.
+//! - [`service`]: the use cases, one function per operation, each with its own error enum.
+//! - [`domain`] and [`money`]: values that cannot be invalid once parsed (`Email`, `Password`,
+//!   `Amount`, ids) and the product's rules. No AWS, no HTTP.
+//! - [`ledger`]: double-entry accounts and transfers.
+//! - [`auth`]: argon2id password hashing, JWT access tokens, rotating refresh tokens.
+//! - [`store`]: the DynamoDB single-table layout and repositories.
+//! - [`config`], [`secrets`], [`telemetry`]: cold-start configuration, secrets that never
+//!   print, and logging.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod money;
+pub mod runtime;
+pub mod secrets;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use error::ApiError;
+pub use runtime::{Access, HttpFunction, InitContext, RequestCtx};

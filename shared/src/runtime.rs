@@ -1,0 +1,180 @@
+//! How a function crate becomes a Lambda: the [`HttpFunction`] contract and its runner.
+//!
+//! A function declares who may call it ([`Access`]), how it starts ([`HttpFunction::init`], once
+//! per cold start) and how it answers ([`HttpFunction::handle`]). Everything every route shares
+//! lives here, in one place: the per-invocation tracing span, authentication and role checks
+//! before the handler runs, and turning an [`ApiError`] into the JSON error shape. The Lambda
+//! binary, the local dev server and the tests all call [`Loaded::call`], so they run the very
+//! same code path.
+
+use crate::auth::{Caller, Guard};
+use crate::config::{Env, InitError};
+use crate::error::ApiError;
+use crate::http;
+use futures::future::BoxFuture;
+use lambda_http::{Body, Request, Response};
+use std::future::Future;
+use tracing::Instrument;
+
+/// Who may call a route. Roles always come from the verified access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; no token is read.
+    Public,
+    /// Any signed-in user with a valid access token.
+    User,
+    /// A signed-in user holding the `admin` role.
+    Admin,
+}
+
+/// What a function is given at cold start.
+#[derive(Clone)]
+pub struct InitContext {
+    /// The function's environment variables.
+    pub env: Env,
+    /// Shared AWS SDK configuration (region, credentials, endpoint).
+    pub aws: aws_config::SdkConfig,
+}
+
+impl InitContext {
+    /// The process environment and the default AWS configuration.
+    pub async fn from_process() -> Self {
+        Self { env: Env::from_process(), aws: crate::config::load_aws().await }
+    }
+}
+
+/// Per-request facts the runner establishes before the handler runs.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// API Gateway's request id; echoed in error bodies.
+    pub request_id: String,
+    /// The authenticated caller; always `Some` for [`Access::User`] and [`Access::Admin`].
+    pub caller: Option<Caller>,
+}
+
+impl RequestCtx {
+    /// The authenticated caller.
+    ///
+    /// # Errors
+    /// 401 when the route is public and nobody is signed in.
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(|| ApiError::unauthorized("sign in first"))
+    }
+}
+
+/// One HTTP Lambda function.
+pub trait HttpFunction: Sized + Send + Sync + 'static {
+    /// Who may call this function.
+    const ACCESS: Access;
+
+    /// Reads configuration and builds clients and services, once per cold start.
+    ///
+    /// # Errors
+    /// An [`InitError`] naming the missing or invalid setting.
+    fn init(ctx: &InitContext) -> impl Future<Output = Result<Self, InitError>> + Send;
+
+    /// Answers one request. Expected failures are `Err(ApiError)`, never a panic.
+    fn handle(
+        &self,
+        ctx: &RequestCtx,
+        req: Request,
+    ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+}
+
+/// A function with what the runner needs around it (the token guard for protected routes).
+pub struct Loaded<F> {
+    function: F,
+    guard: Option<Guard>,
+}
+
+impl<F: HttpFunction> Loaded<F> {
+    /// Initialises the function and, for protected routes, the token guard.
+    ///
+    /// # Errors
+    /// Whatever [`HttpFunction::init`] or loading the token keys fails with.
+    pub async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        let guard = match F::ACCESS {
+            Access::Public => None,
+            Access::User | Access::Admin => Some(Guard::from_env(ctx).await?),
+        };
+        Ok(Self { function: F::init(ctx).await?, guard })
+    }
+
+    /// The function itself, for tests that reach past HTTP.
+    pub fn function(&self) -> &F {
+        &self.function
+    }
+
+    /// Answers one API Gateway request: authenticate, authorise, handle, shape errors.
+    pub async fn call(&self, req: Request) -> Response<Body> {
+        let request_id = http::request_id(&req);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %req.method(),
+            path = %req.uri().path(),
+            user_id = tracing::field::Empty,
+        );
+        async {
+            let caller = match self.authenticate(&req) {
+                Ok(caller) => caller,
+                Err(e) => return http::error_response(&e, &request_id),
+            };
+            if let Some(c) = &caller {
+                tracing::Span::current().record("user_id", c.user_id.as_str());
+            }
+            let ctx = RequestCtx { request_id: request_id.clone(), caller };
+            match self.function.handle(&ctx, req).await {
+                Ok(resp) => {
+                    tracing::info!(status = resp.status().as_u16(), "request handled");
+                    resp
+                }
+                Err(e) => http::error_response(&e, &request_id),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn authenticate(&self, req: &Request) -> Result<Option<Caller>, ApiError> {
+        let Some(guard) = &self.guard else { return Ok(None) };
+        let caller = guard.authenticate(req)?;
+        if F::ACCESS == Access::Admin && !caller.is_admin() {
+            return Err(ApiError::forbidden("this route is for administrators"));
+        }
+        Ok(Some(caller))
+    }
+}
+
+/// A loaded HTTP function behind a trait object, for the local dev server's route table.
+pub trait DynHttpFunction: Send + Sync {
+    /// See [`Loaded::call`].
+    fn call_dyn(&self, req: Request) -> BoxFuture<'_, Response<Body>>;
+}
+
+impl<F: HttpFunction> DynHttpFunction for Loaded<F> {
+    fn call_dyn(&self, req: Request) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.call(req))
+    }
+}
+
+/// Initialises `F` from the process environment and serves it on the Lambda runtime API.
+///
+/// # Errors
+/// Initialisation errors (logged, then returned so Lambda reports an init failure).
+pub async fn run_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let ctx = InitContext::from_process().await;
+    let loaded = match Loaded::<F>::init(&ctx).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "function failed to initialise");
+            return Err(e.into());
+        }
+    };
+    let loaded = &loaded;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(loaded.call(req).await)
+    }))
+    .await
+}

@@ -1,0 +1,6 @@
+//! Use cases: one function per thing a person or a provider asks of Purse.
+//!
+//! Each operation has its own error enum; its `From<…> for ApiError` next to it is the one place
+//! that decides the HTTP status and stable code for each case.
+
+pub mod accounts;

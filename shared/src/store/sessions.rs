@@ -1,0 +1,187 @@
+//! Sign-in sessions: families of rotating refresh tokens.
+//!
+//! A session (`SESSION#<id>`) owns a chain of refresh tokens (`REFRESH#<sha256>`). Rotation marks
+//! the presented token USED and stores its successor in one transaction that also checks the
+//! session is not revoked. Presenting a USED token again means it was stolen or replayed: the
+//! whole session is revoked, so the thief's and the owner's tokens both stop working.
+
+use super::item::{key, n, s, Item, ItemExt};
+use super::{cancellation_reasons, now_epoch, now_rfc3339, StoreError, Table};
+use crate::auth::tokens::REFRESH_TOKEN_TTL_SECONDS;
+use crate::domain::ids::{SessionId, UserId};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+
+/// Why a refresh token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown or expired token.
+    #[error("refresh token is not valid")]
+    Invalid,
+    /// The token was already used: the session has now been revoked.
+    #[error("refresh token was already used; session revoked")]
+    Reused,
+    /// The session was revoked (signed out, or after a reuse).
+    #[error("session revoked")]
+    Revoked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The owner of a successfully rotated token.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+}
+
+fn session_key(id: &SessionId) -> Item {
+    key(format!("SESSION#{id}"), "SESSION")
+}
+fn refresh_key(hash: &str) -> Item {
+    key(format!("REFRESH#{hash}"), "REFRESH")
+}
+
+fn token_item(hash: &str, user: &UserId, session: &SessionId, now: i64) -> Item {
+    let mut item = refresh_key(hash);
+    item.insert("user_id".into(), s(user.as_str()));
+    item.insert("session_id".into(), s(session.as_str()));
+    item.insert("state".into(), s("ACTIVE"));
+    item.insert("expires_at".into(), n(now + REFRESH_TOKEN_TTL_SECONDS));
+    item
+}
+
+fn put(table: &Table, item: Item) -> Result<TransactWriteItem, StoreError> {
+    Ok(TransactWriteItem::builder()
+        .put(
+            Put::builder()
+                .table_name(&table.name)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(StoreError::dynamo)?,
+        )
+        .build())
+}
+
+/// Starts a session with its first refresh token (stored by hash).
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn start(table: &Table, user: &UserId, session: &SessionId, token_hash: &str) -> Result<(), StoreError> {
+    let now = now_epoch();
+    let mut item = session_key(session);
+    item.insert("user_id".into(), s(user.as_str()));
+    item.insert("revoked".into(), aws_sdk_dynamodb::types::AttributeValue::Bool(false));
+    item.insert("created_at".into(), s(now_rfc3339()));
+    item.insert("expires_at".into(), n(now + REFRESH_TOKEN_TTL_SECONDS * 12));
+    table
+        .client
+        .transact_write_items()
+        .transact_items(put(table, item)?)
+        .transact_items(put(table, token_item(token_hash, user, session, now))?)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    Ok(())
+}
+
+async fn get(table: &Table, key: Item) -> Result<Option<Item>, StoreError> {
+    Ok(table
+        .client
+        .get_item()
+        .table_name(&table.name)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?
+        .item)
+}
+
+/// Exchanges the token with hash `old_hash` for the token with hash `new_hash`.
+///
+/// # Errors
+/// [`RefreshError::Invalid`] for unknown/expired tokens, [`RefreshError::Reused`] (after revoking
+/// the session) when the token was already used, [`RefreshError::Revoked`] for a revoked session.
+pub async fn rotate(table: &Table, old_hash: &str, new_hash: &str) -> Result<Rotated, RefreshError> {
+    let now = now_epoch();
+    let Some(old) = get(table, refresh_key(old_hash)).await? else { return Err(RefreshError::Invalid) };
+    let user_id = UserId::parse(old.str("user_id")?).map_err(|_| StoreError::Corrupt("refresh user".into()))?;
+    let session_id = SessionId::parse(old.str("session_id")?).map_err(|_| StoreError::Corrupt("refresh session".into()))?;
+    if old.int("expires_at")? <= now {
+        return Err(RefreshError::Invalid);
+    }
+
+    let mark_used = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(refresh_key(old_hash)))
+        .update_expression("SET #state = :used, used_at = :now")
+        .condition_expression("#state = :active")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":used", s("USED"))
+        .expression_attribute_values(":active", s("ACTIVE"))
+        .expression_attribute_values(":now", n(now))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    let session_live = ConditionCheck::builder()
+        .table_name(&table.name)
+        .set_key(Some(session_key(&session_id)))
+        .condition_expression("revoked = :no")
+        .expression_attribute_values(":no", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    let result = table
+        .client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(mark_used).build())
+        .transact_items(TransactWriteItem::builder().condition_check(session_live).build())
+        .transact_items(put(table, token_item(new_hash, &user_id, &session_id, now))?)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(Rotated { user_id, session_id }),
+        Err(e) => match cancellation_reasons(&e) {
+            Some(reasons) if reasons.get(1).map(String::as_str) == Some("ConditionalCheckFailed") => {
+                Err(RefreshError::Revoked)
+            }
+            Some(reasons) if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+                revoke(table, &session_id).await?;
+                tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+                Err(RefreshError::Reused)
+            }
+            _ => Err(StoreError::dynamo(e).into()),
+        },
+    }
+}
+
+/// Revokes a whole session. Idempotent.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn revoke(table: &Table, session: &SessionId) -> Result<(), StoreError> {
+    let result = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .set_key(Some(session_key(session)))
+        .update_expression("SET revoked = :yes, revoked_at = :now")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .expression_attribute_values(":now", s(now_rfc3339()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
+}
+
+/// The session a refresh token belongs to, if the token is known.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn session_of(table: &Table, token_hash: &str) -> Result<Option<SessionId>, StoreError> {
+    let Some(item) = get(table, refresh_key(token_hash)).await? else { return Ok(None) };
+    Ok(SessionId::parse(item.str("session_id")?).ok())
+}
