@@ -178,3 +178,94 @@ pub async fn run_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+/// Why one SQS message could not be processed; it is reported back and redelivered, and after
+/// `maxReceiveCount` attempts SQS moves it to the queue's dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MessageError(pub String);
+
+/// One SQS-triggered Lambda function that processes messages one by one.
+pub trait SqsFunction: Sized + Send + Sync + 'static {
+    /// Reads configuration and builds clients, once per cold start.
+    ///
+    /// # Errors
+    /// An [`InitError`] naming the missing or invalid setting.
+    fn init(ctx: &InitContext) -> impl Future<Output = Result<Self, InitError>> + Send;
+
+    /// Processes one message. Must be idempotent: SQS delivers at least once.
+    ///
+    /// # Errors
+    /// A [`MessageError`] makes this message (and only this one) be redelivered.
+    fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Result<(), MessageError>> + Send;
+}
+
+pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+
+/// Processes a batch, reporting only the messages that failed (`ReportBatchItemFailures`).
+pub async fn handle_batch<F: SqsFunction>(function: &F, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in &event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let receive_count = message.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
+        let span = tracing::info_span!("message", message_id = %id, receive_count = %receive_count);
+        let result = function.handle_message(message).instrument(span.clone()).await;
+        let _enter = span.enter();
+        match result {
+            Ok(()) => tracing::info!("message processed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "message failed; it will be redelivered");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    response
+}
+
+/// A loaded SQS function behind a trait object, for the local dev server's pollers.
+pub trait DynSqsFunction: Send + Sync {
+    /// See [`handle_batch`].
+    fn call_dyn(&self, event: SqsEvent) -> BoxFuture<'_, SqsBatchResponse>;
+}
+
+/// An initialised [`SqsFunction`].
+pub struct LoadedSqs<F>(pub F);
+
+impl<F: SqsFunction> LoadedSqs<F> {
+    /// Initialises the function.
+    ///
+    /// # Errors
+    /// Whatever [`SqsFunction::init`] fails with.
+    pub async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        Ok(Self(F::init(ctx).await?))
+    }
+}
+
+impl<F: SqsFunction> DynSqsFunction for LoadedSqs<F> {
+    fn call_dyn(&self, event: SqsEvent) -> BoxFuture<'_, SqsBatchResponse> {
+        Box::pin(handle_batch(&self.0, event))
+    }
+}
+
+/// Initialises `F` from the process environment and serves SQS batches on the runtime API.
+///
+/// # Errors
+/// Initialisation errors (logged, then returned so Lambda reports an init failure).
+pub async fn run_sqs<F: SqsFunction>() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init();
+    let ctx = InitContext::from_process().await;
+    let function = match F::init(&ctx).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "function failed to initialise");
+            return Err(e.into());
+        }
+    };
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+        Ok::<_, std::convert::Infallible>(handle_batch(function, event.payload).await)
+    }))
+    .await
+}

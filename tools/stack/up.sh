@@ -24,12 +24,19 @@ py="$root/.venv/bin/python"
 "$here/venv.sh"
 mkdir -p "$state"
 
-# name port health-path
-alive() { # pid file names a live process of ours
+# Prints the command line of a live (non-zombie) process, nothing otherwise.
+proc_cmd() {
+  if [[ -d /proc/$1 ]]; then
+    tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null || true
+  else # no procfs (macOS)
+    ps -p "$1" -o stat=,command= 2>/dev/null | awk '$1 !~ /^Z/ { $1 = ""; print }' || true
+  fi
+}
+alive() { # name script: the pid file names a live process of ours
   local pidf="$state/$1.pid" pid
   [[ -f "$pidf" ]] || return 1
   pid="$(cat "$pidf")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && grep -q "$2" "/proc/$pid/cmdline" 2>/dev/null
+  [[ -n "$pid" ]] && [[ "$(proc_cmd "$pid")" == *"$2"* ]]
 }
 healthy() { # url
   "$py" -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1).read()' "$1" >/dev/null 2>&1
@@ -51,7 +58,11 @@ start() { # name port script...
   local name="$1" port="$2"; shift 2
   : > "$state/$name.log"
   # setsid: own session, so a Ctrl-C meant for a later foreground command does not hit it
-  setsid "$py" "$@" --port "$port" >>"$state/$name.log" 2>&1 < /dev/null &
+  if command -v setsid >/dev/null; then
+    setsid "$py" "$@" --port "$port" >>"$state/$name.log" 2>&1 < /dev/null &
+  else
+    "$py" "$@" --port "$port" >>"$state/$name.log" 2>&1 < /dev/null &
+  fi
   echo $! > "$state/$name.pid"
   echo "$port" > "$state/$name.port"
 }

@@ -1,0 +1,13 @@
+//! Running Purse without AWS.
+//!
+//! - [`template`]: `template.yaml` as data — tables, queues, secrets, functions, routes.
+//! - [`provision`]: creates what the template declares in the emulator, under a name prefix, and
+//!   resolves each function's environment exactly as the template sets it.
+//! - [`registry`]: every function by binary name, initialised through the same code as in Lambda.
+//! - [`apigw`]: turns a plain HTTP request into the API Gateway payload-2.0 event and parses it
+//!   with `lambda_http`, as the Lambda runtime would.
+
+pub mod apigw;
+pub mod provision;
+pub mod template;
+pub mod registry;

@@ -1,0 +1,311 @@
+//! Creates the tables, queues and secrets `template.yaml` declares, in the emulator, under a
+//! name prefix — so that `make dev` gets one stack and every test gets a fresh one.
+
+use crate::template::{reference_target, FunctionSpec, Template, TemplateError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use purse::config::Env;
+use serde_yaml::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// Why provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{0}")]
+    Aws(String),
+    #[error("no local value for secret {0}; add one in purse_local::provision::local_secret_value")]
+    NoLocalSecret(String),
+    #[error("cannot resolve {0}")]
+    Unresolved(String),
+}
+
+fn aws<E: std::error::Error + 'static>(e: E) -> ProvisionError {
+    ProvisionError::Aws(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+/// What a logical resource became in the emulator.
+#[derive(Debug, Clone)]
+pub struct Physical {
+    /// What `!Ref` yields (table name, queue URL, secret ARN).
+    pub reference: String,
+    /// What `!GetAtt X.Arn` yields.
+    pub arn: String,
+}
+
+/// A provisioned local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub prefix: String,
+    pub resources: HashMap<String, Physical>,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Parameter values for a local stack (the template's defaults, plus local values for the rest).
+pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<String, String> {
+    let mut params = template.parameter_defaults();
+    params.insert("Stage".into(), "local".into());
+    params.insert("JwtIssuer".into(), api_base_url.to_owned());
+    if let Ok(revio) = std::env::var("PURSE_REVIO_URL") {
+        params.insert("RevioBaseUrl".into(), revio);
+    }
+    params
+}
+
+/// The value a secret holds in a local stack: fresh keys, sandbox credentials.
+pub fn local_secret_value(logical_id: &str) -> Option<String> {
+    match logical_id {
+        "JwtSigningKeysSecret" => Some(purse::auth::tokens::SigningKeys::random("local-1").to_json()),
+        "RevioApiSecret" => Some(
+            serde_json::json!({
+                "api_key": std::env::var("REVIO_SANDBOX_API_KEY").unwrap_or_else(|_| "sandbox-revio-key".into()),
+                "brand_id": std::env::var("REVIO_SANDBOX_BRAND_ID").unwrap_or_else(|_| "sandbox-brand".into()),
+            })
+            .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+fn key_schema(keys: &[crate::template::KeyElement]) -> Result<Vec<KeySchemaElement>, ProvisionError> {
+    keys.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(aws)
+        })
+        .collect()
+}
+
+/// Creates every table, queue and secret of `template` with names starting with `prefix`.
+/// Resources that already exist are kept.
+///
+/// # Errors
+/// [`ProvisionError`] when the emulator refuses a resource or a secret has no local value.
+pub async fn provision(
+    template: &Template,
+    config: &aws_config::SdkConfig,
+    prefix: &str,
+    parameters: BTreeMap<String, String>,
+) -> Result<Stack, ProvisionError> {
+    let mut resources = HashMap::new();
+    let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    for t in template.tables() {
+        let name = format!("{prefix}{}", t.logical_id);
+        let attrs = t
+            .attributes
+            .iter()
+            .map(|(n, ty)| {
+                AttributeDefinition::builder()
+                    .attribute_name(n)
+                    .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                    .build()
+                    .map_err(aws)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut req = ddb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(attrs))
+            .set_key_schema(Some(key_schema(&t.keys)?));
+        for g in &t.indexes {
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&g.name)
+                    .set_key_schema(Some(key_schema(&g.keys)?))
+                    .projection(Projection::builder().projection_type(ProjectionType::from(g.projection.as_str())).build())
+                    .build()
+                    .map_err(aws)?,
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(aws(e)),
+        }
+        if let Some(attr) = &t.ttl_attribute {
+            let _ = ddb
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build().map_err(aws)?)
+                .send()
+                .await;
+        }
+        let arn = format!("arn:aws:dynamodb:{region}:123456789012:table/{name}");
+        resources.insert(t.logical_id.clone(), Physical { reference: name, arn });
+    }
+
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut queues = template.queues();
+    // Dead-letter queues first, so their ARNs exist when the main queues name them.
+    queues.sort_by_key(|q| q.redrive.is_some());
+    for q in queues {
+        let name = format!("{prefix}{}", q.logical_id);
+        let mut req = sqs.create_queue().queue_name(&name);
+        if let Some(v) = q.visibility_timeout {
+            req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, v.to_string());
+        }
+        if let Some(v) = q.message_retention {
+            req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, v.to_string());
+        }
+        if let Some((dlq, max)) = &q.redrive {
+            let target = resources.get(dlq).ok_or_else(|| ProvisionError::Unresolved(format!("{}: DLQ {dlq}", q.logical_id)))?;
+            let policy = serde_json::json!({"deadLetterTargetArn": target.arn, "maxReceiveCount": max}).to_string();
+            req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, policy);
+        }
+        let url = req.send().await.map_err(aws)?.queue_url.unwrap_or_default();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(aws)?
+            .attributes
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap_or_default();
+        resources.insert(q.logical_id.clone(), Physical { reference: url, arn });
+    }
+
+    let sm = aws_sdk_secretsmanager::Client::new(config);
+    for id in template.secrets() {
+        let name = format!("{prefix}{id}");
+        let value = local_secret_value(&id).ok_or_else(|| ProvisionError::NoLocalSecret(id.clone()))?;
+        let arn = match sm.create_secret().name(&name).secret_string(value).send().await {
+            Ok(out) => out.arn.unwrap_or_default(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+                sm.describe_secret().secret_id(&name).send().await.map_err(aws)?.arn.unwrap_or_default()
+            }
+            Err(e) => return Err(aws(e)),
+        };
+        resources.insert(id, Physical { reference: arn.clone(), arn });
+    }
+
+    Ok(Stack { prefix: prefix.to_owned(), resources, parameters })
+}
+
+impl Stack {
+    /// Resolves a template value (`!Ref`, `!GetAtt`, plain scalars) against this stack.
+    ///
+    /// # Errors
+    /// [`ProvisionError::Unresolved`] for unknown references or unsupported intrinsics.
+    pub fn resolve(&self, value: &Value) -> Result<String, ProvisionError> {
+        if let Some((id, attr)) = reference_target(value) {
+            if attr.is_none() {
+                if let Some(p) = self.parameters.get(&id) {
+                    return Ok(p.clone());
+                }
+            }
+            let res = self.resources.get(&id).ok_or_else(|| ProvisionError::Unresolved(id.clone()))?;
+            return Ok(match attr.as_deref() {
+                None => res.reference.clone(),
+                Some("Arn") => res.arn.clone(),
+                Some(other) => return Err(ProvisionError::Unresolved(format!("{id}.{other}"))),
+            });
+        }
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(ProvisionError::Unresolved(format!("{other:?}"))),
+        }
+    }
+
+    /// The environment a function gets in this stack, exactly as the template sets it.
+    ///
+    /// # Errors
+    /// See [`Stack::resolve`].
+    pub fn function_env(&self, function: &FunctionSpec) -> Result<Env, ProvisionError> {
+        let mut vars = HashMap::new();
+        for (k, v) in &function.environment {
+            vars.insert(k.clone(), self.resolve(v)?);
+        }
+        Ok(Env::from_map(vars))
+    }
+
+    /// The physical resource behind a logical id.
+    pub fn get(&self, logical_id: &str) -> Option<&Physical> {
+        self.resources.get(logical_id)
+    }
+}
+
+/// Compares the emulator's tables and queues with the template; returns every difference.
+///
+/// # Errors
+/// [`ProvisionError::Aws`] when a resource cannot be described.
+pub async fn differences(
+    template: &Template,
+    config: &aws_config::SdkConfig,
+    stack: &Stack,
+) -> Result<Vec<String>, ProvisionError> {
+    let mut diffs = Vec::new();
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    for t in template.tables() {
+        let Some(p) = stack.get(&t.logical_id) else {
+            diffs.push(format!("table {} was not provisioned", t.logical_id));
+            continue;
+        };
+        let desc = ddb.describe_table().table_name(&p.reference).send().await.map_err(aws)?;
+        let table = desc.table.unwrap_or_else(|| aws_sdk_dynamodb::types::TableDescription::builder().build());
+        let live_keys: Vec<_> = table
+            .key_schema()
+            .iter()
+            .map(|k| crate::template::KeyElement { attribute: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() })
+            .collect();
+        if live_keys != t.keys {
+            diffs.push(format!("table {}: keys {:?} in the emulator, {:?} in the template", t.logical_id, live_keys, t.keys));
+        }
+        let mut live_indexes: BTreeMap<String, Vec<crate::template::KeyElement>> = BTreeMap::new();
+        for g in table.global_secondary_indexes() {
+            live_indexes.insert(
+                g.index_name().unwrap_or_default().to_owned(),
+                g.key_schema()
+                    .iter()
+                    .map(|k| crate::template::KeyElement { attribute: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() })
+                    .collect(),
+            );
+        }
+        let declared: BTreeMap<_, _> = t.indexes.iter().map(|g| (g.name.clone(), g.keys.clone())).collect();
+        if live_indexes != declared {
+            diffs.push(format!("table {}: indexes {:?} in the emulator, {:?} in the template", t.logical_id, live_indexes, declared));
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(config);
+    for q in template.queues() {
+        let Some(p) = stack.get(&q.logical_id) else {
+            diffs.push(format!("queue {} was not provisioned", q.logical_id));
+            continue;
+        };
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&p.reference)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .map_err(aws)?
+            .attributes
+            .unwrap_or_default();
+        let live = attrs.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).and_then(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).ok()?;
+            let arn = v["deadLetterTargetArn"].as_str()?.to_owned();
+            let max = v["maxReceiveCount"].as_u64().or_else(|| v["maxReceiveCount"].as_str()?.parse().ok())?;
+            Some((arn, max as u32))
+        });
+        let declared = match &q.redrive {
+            Some((dlq, max)) => Some((stack.get(dlq).map(|d| d.arn.clone()).unwrap_or_default(), *max)),
+            None => None,
+        };
+        if live != declared {
+            diffs.push(format!("queue {}: redrive {:?} in the emulator, {:?} in the template", q.logical_id, live, declared));
+        }
+    }
+    Ok(diffs)
+}
