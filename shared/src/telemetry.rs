@@ -17,3 +17,25 @@ pub fn init() {
         builder.compact().try_init()
     };
 }
+
+/// Installs the Lambda (JSON) format writing to `make_writer`, at debug level, for tests that
+/// inspect what is logged.
+///
+/// # Errors
+/// When a global subscriber is already installed.
+pub fn subscriber_with_writer<W>(
+    make_writer: impl Fn() -> W + Send + Sync + 'static,
+) -> Result<(), tracing_subscriber::util::TryInitError>
+where
+    W: std::io::Write + 'static,
+{
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(make_writer)
+        .finish()
+        .try_init()
+}

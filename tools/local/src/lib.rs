@@ -4,6 +4,7 @@
 //! - [`provision`]: creates what the template declares in the emulator, under a name prefix, and
 //!   resolves each function's environment exactly as the template sets it.
 //! - [`registry`]: every function by binary name, initialised through the same code as in Lambda.
+//! - [`router`]: the local API Gateway over all of them, shared by the dev server and the tests.
 //! - [`apigw`]: turns a plain HTTP request into the API Gateway payload-2.0 event and parses it
 //!   with `lambda_http`, as the Lambda runtime would.
 
@@ -11,3 +12,4 @@ pub mod apigw;
 pub mod provision;
 pub mod template;
 pub mod registry;
+pub mod router;

@@ -1,0 +1,8 @@
+//! Integration tests: the functions, through the local API Gateway, against the emulator.
+//!
+//! Every test spawns its own [`purse_tests::TestApp`] on fresh tables, so tests run in parallel.
+
+mod auth;
+mod logs;
+mod stack;
+mod tokens;

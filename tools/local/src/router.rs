@@ -1,0 +1,176 @@
+//! The local API Gateway: every function initialised from the template and routed by it.
+//!
+//! Used by the dev server (over a real socket) and by the integration tests (in process), so
+//! both exercise the same routing and the same request building.
+
+use crate::apigw::{self, RawRequest};
+use crate::provision::{ProvisionError, Stack};
+use crate::registry::{self, Handler};
+use crate::template::{FunctionSpec, Template};
+use lambda_http::{Body, Response};
+use purse::runtime::{DynHttpFunction, DynSqsFunction, InitContext};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("function {function} failed to initialise: {error}")]
+    Init { function: String, error: purse::config::InitError },
+}
+
+/// One HTTP route.
+#[derive(Clone)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    handler: Arc<dyn DynHttpFunction>,
+}
+
+/// A Function URL mount (a webhook).
+#[derive(Clone)]
+pub struct UrlMount {
+    pub path: String,
+    pub function: String,
+    handler: Arc<dyn DynHttpFunction>,
+}
+
+/// An SQS-triggered function and the queue it consumes.
+#[derive(Clone)]
+pub struct Consumer {
+    pub function: String,
+    pub queue_logical_id: String,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub batch_size: u32,
+    pub handler: Arc<dyn DynSqsFunction>,
+}
+
+/// What [`Router::resolve`] found for a request.
+pub enum Resolved<'a> {
+    Route(&'a Route, BTreeMap<String, String>),
+    Url(&'a UrlMount),
+    /// The path exists but not for this method.
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// Every function of the template, initialised, with its routes.
+pub struct Router {
+    pub routes: Vec<Route>,
+    pub urls: Vec<UrlMount>,
+    pub consumers: Vec<Consumer>,
+}
+
+impl Router {
+    /// Initialises every function of `template` against `stack`.
+    ///
+    /// # Errors
+    /// The first function that fails to initialise, named.
+    pub async fn start(template: &Template, stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Self, RouterError> {
+        Self::start_with(template, stack, aws, |_, env| env).await
+    }
+
+    /// Like [`Router::start`], letting the caller adjust each function's environment.
+    ///
+    /// # Errors
+    /// See [`Router::start`].
+    pub async fn start_with(
+        template: &Template,
+        stack: &Stack,
+        aws: &aws_config::SdkConfig,
+        adjust: impl Fn(&FunctionSpec, purse::config::Env) -> purse::config::Env,
+    ) -> Result<Self, RouterError> {
+        let mut router = Router { routes: Vec::new(), urls: Vec::new(), consumers: Vec::new() };
+        for f in template.functions()? {
+            let ctx = InitContext { env: adjust(&f, stack.function_env(&f)?), aws: aws.clone() };
+            let handler = registry::init(&f.binary, &ctx)
+                .await
+                .map_err(|error| RouterError::Init { function: f.logical_id.clone(), error })?;
+            match handler {
+                Handler::Http(h) => {
+                    let h: Arc<dyn DynHttpFunction> = Arc::from(h);
+                    for (method, path) in &f.http_routes {
+                        router.routes.push(Route { method: method.clone(), path: path.clone(), function: f.logical_id.clone(), handler: h.clone() });
+                    }
+                    if let Some(path) = &f.url_path {
+                        router.urls.push(UrlMount { path: path.clone(), function: f.logical_id.clone(), handler: h.clone() });
+                    }
+                }
+                Handler::Sqs(h) => {
+                    let h: Arc<dyn DynSqsFunction> = Arc::from(h);
+                    for src in &f.sqs_sources {
+                        let q = stack.get(&src.queue_logical_id).ok_or_else(|| {
+                            ProvisionError::Unresolved(format!("{}: queue {}", f.logical_id, src.queue_logical_id))
+                        })?;
+                        router.consumers.push(Consumer {
+                            function: f.logical_id.clone(),
+                            queue_logical_id: src.queue_logical_id.clone(),
+                            queue_url: q.reference.clone(),
+                            queue_arn: q.arn.clone(),
+                            batch_size: src.batch_size,
+                            handler: h.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        // Literal routes win over parameterised ones, as in API Gateway.
+        router.routes.sort_by_key(|r| r.path.matches('{').count());
+        Ok(router)
+    }
+
+    /// Finds what serves `method path`.
+    pub fn resolve(&self, method: &str, path: &str) -> Resolved<'_> {
+        let mut path_matched = false;
+        for r in &self.routes {
+            if let Some(params) = apigw::match_route(&r.path, path) {
+                if r.method.eq_ignore_ascii_case(method) {
+                    return Resolved::Route(r, params);
+                }
+                path_matched = true;
+            }
+        }
+        if let Some(u) = self.urls.iter().find(|u| u.path == path) {
+            return Resolved::Url(u);
+        }
+        if path_matched {
+            Resolved::MethodNotAllowed
+        } else {
+            Resolved::NotFound
+        }
+    }
+
+    /// Serves one request as API Gateway (or a Function URL) and Lambda would.
+    pub async fn dispatch(&self, raw: RawRequest) -> Response<Body> {
+        let request_id = apigw::new_request_id();
+        let (handler, route_key, params) = match self.resolve(&raw.method, &raw.path) {
+            Resolved::Route(r, params) => (r.handler.clone(), format!("{} {}", r.method, r.path), params),
+            Resolved::Url(u) => (u.handler.clone(), "$default".to_owned(), BTreeMap::new()),
+            Resolved::MethodNotAllowed => {
+                return local_error(405, "method_not_allowed", "this path does not accept this method", &request_id)
+            }
+            Resolved::NotFound => return local_error(404, "route_not_found", "no route matches this path", &request_id),
+        };
+        let event = apigw::event(&raw, &route_key, &params, &request_id);
+        match apigw::request_from_event(&event) {
+            Ok(req) => handler.call_dyn(req).await,
+            Err(e) => local_error(400, "bad_request", &format!("request could not be parsed: {e}"), &request_id),
+        }
+    }
+}
+
+/// An error answered by the local gateway itself, in the API's error shape.
+pub fn local_error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}}).to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
