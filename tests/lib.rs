@@ -153,3 +153,19 @@ impl TestApp {
         purse::secrets::load(&self.aws, arn).await.unwrap().expose().to_owned()
     }
 }
+
+impl TestApp {
+    /// Runs the ledger audit and fails the test on any difference.
+    pub async fn assert_ledger_balanced(&self) {
+        let report = purse::ledger::audit::run(&self.table).await.expect("audit runs");
+        assert!(report.is_clean(), "ledger audit found differences: {:#?}", report.differences);
+    }
+
+    /// A user's wallet balance and available amount, as strings.
+    pub async fn wallet_of(&self, user: &str) -> (String, String, String) {
+        let id = purse::domain::ids::UserId::parse(user).unwrap();
+        let a = purse::ledger::store::get_account(&self.table, &purse::ledger::AccountId::wallet(&id)).await.unwrap().unwrap();
+        let c = a.currency;
+        (purse::money::format(a.balance, c), purse::money::format(a.available, c), purse::money::format(a.held, c))
+    }
+}

@@ -6,7 +6,12 @@
 //! pending debit) and `available = balance - held`, which is what a debit's condition checks in
 //! the same DynamoDB write as the debit itself.
 
+pub mod audit;
 pub mod store;
+pub mod transaction;
+
+pub use store::{LedgerError, Settled};
+pub use transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 
 use crate::domain::ids::UserId;
 use rust_decimal::Decimal;

@@ -1,0 +1,145 @@
+//! The double-entry ledger against the emulator: exact, balanced, never overdrawn.
+
+use purse::domain::ids::{TransactionId, UserId};
+use purse::ledger::store::{self, LedgerError};
+use purse::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionStatus, TransactionType};
+use purse::money::{Amount, Currency};
+use purse_tests::TestApp;
+
+fn coins(text: &str) -> Amount {
+    Amount::parse(text, Currency::Coin).unwrap()
+}
+
+fn movement(user: &UserId, kind: TransactionType, amount: &str, debit: Side, credit: Side) -> NewTransaction {
+    NewTransaction {
+        id: TransactionId::generate(),
+        user_id: user.clone(),
+        kind,
+        amount: coins(amount),
+        currency: Currency::Coin,
+        debit,
+        credit,
+        description: "test".into(),
+        reference: None,
+    }
+}
+
+/// A new user whose wallet was funded through a posted deposit.
+async fn funded_user(app: &TestApp, amount: &str) -> UserId {
+    let (id, _) = app.user_token().await;
+    let user = UserId::parse(&id).unwrap();
+    let deposit = movement(&user, TransactionType::Deposit, amount, Side::System(SystemAccount::RevioClearing), Side::Account(AccountId::wallet(&user)));
+    store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    assert!(store::post(&app.table, &deposit.id).await.unwrap().changed);
+    user
+}
+
+#[tokio::test]
+async fn a_posted_deposit_credits_the_wallet_and_the_ledger_stays_balanced() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "125.50").await;
+    assert_eq!(app.wallet_of(user.as_str()).await, ("125.50".into(), "125.50".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn posting_the_same_movement_concurrently_moves_money_once() {
+    let app = TestApp::spawn().await;
+    let (id, _) = app.user_token().await;
+    let user = UserId::parse(&id).unwrap();
+    let deposit = movement(&user, TransactionType::Deposit, "10.00", Side::System(SystemAccount::RevioClearing), Side::Account(AccountId::wallet(&user)));
+    store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    let results = futures::future::join_all((0..20).map(|_| store::post(&app.table, &deposit.id))).await;
+    let changed = results.iter().filter(|r| matches!(r, Ok(s) if s.changed)).count();
+    assert_eq!(changed, 1, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Ok(s) if s.transaction.status == TransactionStatus::Completed)));
+    assert_eq!(app.wallet_of(&id).await.0, "10.00");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn concurrent_debits_never_overdraw_a_wallet() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "100.00").await;
+    let fees: Vec<_> = (0..30)
+        .map(|_| movement(&user, TransactionType::GameFee, "10.00", Side::Account(AccountId::wallet(&user)), Side::System(SystemAccount::PlatformRevenue)))
+        .collect();
+    let results = futures::future::join_all(fees.iter().map(|f| store::transfer(&app.table, f))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let short = results.iter().filter(|r| matches!(r, Err(LedgerError::InsufficientFunds))).count();
+    assert_eq!((ok, short), (10, 20), "{results:?}");
+    assert_eq!(app.wallet_of(user.as_str()).await, ("0.00".into(), "0.00".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_hold_reserves_available_money_and_is_then_posted_or_released() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "50.00").await;
+    let wallet = Side::Account(AccountId::wallet(&user));
+
+    let withdrawal = movement(&user, TransactionType::Withdrawal, "20.00", wallet.clone(), Side::System(SystemAccount::RevioClearing));
+    store::hold(&app.table, &withdrawal).await.unwrap();
+    assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "30.00".into(), "20.00".into()));
+    app.assert_ledger_balanced().await;
+
+    let too_much = movement(&user, TransactionType::Withdrawal, "30.01", wallet.clone(), Side::System(SystemAccount::RevioClearing));
+    assert!(matches!(store::hold(&app.table, &too_much).await, Err(LedgerError::InsufficientFunds)));
+
+    let call = movement(&user, TransactionType::CallCharge, "5.00", wallet.clone(), Side::System(SystemAccount::PlatformRevenue));
+    store::hold(&app.table, &call).await.unwrap();
+    assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "25.00".into(), "25.00".into()));
+
+    assert!(store::post(&app.table, &withdrawal.id).await.unwrap().changed);
+    assert_eq!(app.wallet_of(user.as_str()).await, ("30.00".into(), "25.00".into(), "5.00".into()));
+    let released = store::fail(&app.table, &call.id, "call not connected").await.unwrap();
+    assert_eq!(released.transaction.failure_reason.as_deref(), Some("call not connected"));
+    assert_eq!(app.wallet_of(user.as_str()).await, ("30.00".into(), "30.00".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_settled_movement_cannot_be_settled_the_other_way() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "5.00").await;
+    let (id, _) = app.user_token().await;
+    let other = UserId::parse(&id).unwrap();
+    let gift = movement(&user, TransactionType::Adjustment, "1.00", Side::System(SystemAccount::Adjustments), Side::Account(AccountId::wallet(&other)));
+    store::record_pending(&app.table, &gift, vec![], vec![]).await.unwrap();
+    store::fail(&app.table, &gift.id, "declined").await.unwrap();
+    assert!(matches!(store::post(&app.table, &gift.id).await, Err(LedgerError::AlreadyFinal(TransactionStatus::Failed))));
+    assert!(!store::fail(&app.table, &gift.id, "again").await.unwrap().changed);
+    assert_eq!(app.wallet_of(&id).await.0, "0.00");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn money_cannot_move_into_a_wallet_that_does_not_exist() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "5.00").await;
+    let ghost = UserId::generate();
+    let t = movement(&user, TransactionType::Reward, "1.00", Side::Account(AccountId::wallet(&user)), Side::Account(AccountId::wallet(&ghost)));
+    assert!(matches!(store::transfer(&app.table, &t).await, Err(LedgerError::AccountMissing)));
+    assert!(store::get_transaction(&app.table, &t.id).await.unwrap().is_none(), "nothing half-written");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_audit_reports_a_balance_that_does_not_match_its_movements() {
+    let app = TestApp::spawn().await;
+    let user = funded_user(&app, "10.00").await;
+    app.table
+        .client
+        .update_item()
+        .table_name(&app.table.name)
+        .set_key(Some(store::account_key(&AccountId::wallet(&user))))
+        .update_expression("SET balance = balance + :x, available = available + :x")
+        .expression_attribute_values(":x", aws_sdk_dynamodb::types::AttributeValue::N("0.01".into()))
+        .send()
+        .await
+        .unwrap();
+    let report = purse::ledger::audit::run(&app.table).await.unwrap();
+    assert!(!report.is_clean());
+    assert!(report.differences.iter().any(|d| d.contains(&user.to_string()) && d.contains("10.01")), "{:?}", report.differences);
+    assert!(report.differences.iter().any(|d| d.contains("sum to 0.01")), "{:?}", report.differences);
+}
