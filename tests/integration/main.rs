@@ -3,6 +3,7 @@
 //! Every test spawns its own [`purse_tests::TestApp`] on fresh tables, so tests run in parallel.
 
 mod auth;
+mod ledger;
 mod logs;
 mod stack;
 mod tokens;
