@@ -17,8 +17,30 @@ pub struct TestApp {
     pub template: Template,
     pub stack: Stack,
     pub aws: aws_config::SdkConfig,
-    pub router: Router,
+    pub router: std::sync::Arc<Router>,
     pub table: purse::store::Table,
+    /// `http://127.0.0.1:<port>` when started with [`TestApp::spawn_serving`].
+    pub base_url: Option<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    /// Shared use of the Revio sandbox for the app's lifetime (none when this test owns it).
+    _sandbox: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+}
+
+thread_local! {
+    /// Whether the test on this thread holds [`SandboxFaults`] (each `#[tokio::test]` has its own thread).
+    static OWNS_SANDBOX: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop {
+            let _ = stop.send(true);
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// An answer, with the body parsed as JSON when it is JSON.
@@ -61,6 +83,12 @@ impl TestApp {
     pub async fn spawn_with(
         adjust: impl Fn(&purse_local::template::FunctionSpec, purse::config::Env) -> purse::config::Env,
     ) -> Self {
+        if std::env::var_os("PURSE_TEST_LOG").is_some() {
+            purse::telemetry::init();
+        }
+        // Every app fetches Revio's public key at start and may call the sandbox: share it,
+        // unless this very test took it exclusively to inject faults.
+        let sandbox = if OWNS_SANDBOX.with(std::cell::Cell::get) { None } else { Some(SANDBOX.read().await) };
         let aws = emulator_config().await;
         let template = Template::project().expect("template.yaml");
         let prefix = format!("t{}-", ulid::Ulid::new().to_string().to_lowercase());
@@ -71,11 +99,64 @@ impl TestApp {
             client: aws_sdk_dynamodb::Client::new(&aws),
             name: stack.get("PurseTable").expect("table").reference.clone(),
         };
-        Self { template, stack, aws, router, table }
+        Self {
+            template,
+            stack,
+            aws,
+            router: std::sync::Arc::new(router),
+            table,
+            base_url: None,
+            tasks: Vec::new(),
+            stop: None,
+            _sandbox: sandbox,
+        }
+    }
+
+    /// Like [`TestApp::spawn`], and also serves the API on a local port (so the Revio sandbox can
+    /// deliver webhooks to it) and polls the SQS queues with the consumers, as `make dev` does.
+    pub async fn spawn_serving() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let webhook = format!("{base}/webhooks/revio");
+        let mut app = Self::spawn_with(move |f, env| {
+            if f.environment.contains_key("REVIO_WEBHOOK_URL") {
+                env.with("REVIO_WEBHOOK_URL", webhook.clone())
+            } else {
+                env
+            }
+        })
+        .await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let router = app.router.clone();
+        let mut shutdown = stop_rx.clone();
+        app.tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            };
+            purse_devserver::gateway::serve(listener, router, stopped, std::time::Duration::from_secs(1)).await;
+        }));
+        let region = app.aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        for consumer in &app.router.consumers {
+            let poller = purse_devserver::sqs::Poller {
+                consumer: consumer.clone(),
+                client: aws_sdk_sqs::Client::new(&app.aws),
+                region: region.clone(),
+            };
+            app.tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
+        }
+        app.base_url = Some(base);
+        app.stop = Some(stop_tx);
+        app
     }
 
     /// Sends a request with raw headers and body.
-    pub async fn send(&self, method: &str, path_and_query: &str, headers: &[(&str, &str)], body: &[u8]) -> TestResponse {
+    pub async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> TestResponse {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let raw = RawRequest {
             method: method.to_owned(),
@@ -87,11 +168,8 @@ impl TestApp {
         };
         let resp = self.router.dispatch(raw).await;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
-            .collect();
+        let headers =
+            resp.headers().iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
         let text = match resp.body() {
             Body::Text(t) => t.clone(),
             Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
@@ -107,7 +185,13 @@ impl TestApp {
     }
 
     /// POSTs JSON with extra headers.
-    pub async fn post_with(&self, path: &str, body: &Value, token: Option<&str>, extra: &[(&str, &str)]) -> TestResponse {
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> TestResponse {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json")];
         if let Some(a) = &auth {
@@ -164,8 +248,153 @@ impl TestApp {
     /// A user's wallet balance and available amount, as strings.
     pub async fn wallet_of(&self, user: &str) -> (String, String, String) {
         let id = purse::domain::ids::UserId::parse(user).unwrap();
-        let a = purse::ledger::store::get_account(&self.table, &purse::ledger::AccountId::wallet(&id)).await.unwrap().unwrap();
+        let a = purse::ledger::store::get_account(&self.table, &purse::ledger::AccountId::wallet(&id))
+            .await
+            .unwrap()
+            .unwrap();
         let c = a.currency;
         (purse::money::format(a.balance, c), purse::money::format(a.available, c), purse::money::format(a.held, c))
+    }
+}
+
+/// Tests that change the Revio sandbox's faults (which every test shares) hold this lock for
+/// writing; every other test that talks to the sandbox holds it for reading.
+pub static SANDBOX: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Exclusive use of the sandbox's faults: resets them when taken and again when dropped, even if
+/// the test panics, so a failing test cannot leave the sandbox "down" for the others.
+pub struct SandboxFaults {
+    _lock: tokio::sync::RwLockWriteGuard<'static, ()>,
+    base: String,
+}
+
+impl SandboxFaults {
+    /// Waits until no other test uses the sandbox, then takes it.
+    pub async fn take() -> Self {
+        let lock = SANDBOX.write().await;
+        OWNS_SANDBOX.with(|o| o.set(true));
+        let sandbox = Sandbox::new();
+        sandbox.reset().await;
+        Self { _lock: lock, base: sandbox.base }
+    }
+}
+
+impl Drop for SandboxFaults {
+    fn drop(&mut self) {
+        OWNS_SANDBOX.with(|o| o.set(false));
+        // A plain blocking request: Drop cannot await.
+        let Some(addr) = self.base.strip_prefix("http://") else { return };
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let request = format!("POST /_sandbox/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+/// The Revio sandbox's control API.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// The sandbox `tools/stack/with-stack.sh` started (`PURSE_REVIO_URL`).
+    pub fn new() -> Self {
+        let base = std::env::var("PURSE_REVIO_URL")
+            .expect("PURSE_REVIO_URL is not set: run the tests with `make test` (tools/stack/with-stack.sh)");
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("sandbox reachable");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "sandbox {path}: {status} {v}");
+        v
+    }
+
+    /// Clicks Pay on the hosted checkout page.
+    pub async fn pay(&self, purchase_id: &str) -> Value {
+        self.post(&format!("/_sandbox/purchases/{purchase_id}/pay"), &serde_json::json!({})).await
+    }
+
+    /// Clicks Decline.
+    pub async fn decline(&self, purchase_id: &str) -> Value {
+        self.post(&format!("/_sandbox/purchases/{purchase_id}/decline"), &serde_json::json!({})).await
+    }
+
+    /// (Re)delivers a purchase's webhook; returns the HTTP statuses our endpoint answered.
+    pub async fn deliver(&self, purchase_id: &str, options: Value) -> Vec<Option<u16>> {
+        let v = self.post(&format!("/_sandbox/purchases/{purchase_id}/deliver"), &options).await;
+        v["status_codes"].as_array().unwrap().iter().map(|c| c.as_u64().map(|c| c as u16)).collect()
+    }
+
+    /// Sets faults (`down`, `latency_ms`, `lose_webhooks`, `duplicate_webhooks`, `fail_next_api_calls`).
+    pub async fn faults(&self, faults: Value) {
+        self.post("/_sandbox/faults", &faults).await;
+    }
+
+    /// Clears every fault.
+    pub async fn reset(&self) {
+        self.post("/_sandbox/reset", &serde_json::json!({})).await;
+    }
+
+    /// Signs an arbitrary body with the sandbox's webhook key.
+    pub async fn sign(&self, body: &[u8]) -> String {
+        let r = self
+            .http
+            .post(format!("{}/_sandbox/sign", self.base))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("sandbox reachable");
+        let v: Value = r.json().await.expect("json");
+        v["signature"].as_str().expect("signature").to_owned()
+    }
+
+    /// Creates a purchase straight at the sandbox's merchant API, as anyone holding the API key
+    /// could, bypassing Purse.
+    pub async fn create_purchase(&self, amount_minor: i64, reference: &str, callback: &str) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/purchases/", self.base))
+            .bearer_auth(std::env::var("REVIO_SANDBOX_API_KEY").unwrap_or_else(|_| "sandbox-revio-key".into()))
+            .json(&serde_json::json!({
+                "brand_id": std::env::var("REVIO_SANDBOX_BRAND_ID").unwrap_or_else(|_| "sandbox-brand".into()),
+                "client": {"email": "mallory@example.com"},
+                "purchase": {"currency": "ZAR", "products": [{"name": "coins", "price": amount_minor}]},
+                "reference": reference,
+                "success_callback": callback,
+            }))
+            .send()
+            .await
+            .expect("sandbox reachable");
+        assert_eq!(r.status().as_u16(), 201);
+        r.json().await.expect("json")
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -70,10 +70,7 @@ impl Env {
         T::Err: std::fmt::Display,
     {
         let raw = self.require(name)?;
-        raw.parse().map_err(|e: T::Err| InitError::InvalidEnv {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })
+        raw.parse().map_err(|e: T::Err| InitError::InvalidEnv { name: name.to_owned(), reason: e.to_string() })
     }
 
     /// A variable that may be absent.

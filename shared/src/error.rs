@@ -90,9 +90,7 @@ impl ApiError {
 
     /// The JSON body sent to the client.
     pub fn body<'a>(&'a self, request_id: &'a str) -> ErrorBody<'a> {
-        ErrorBody {
-            error: ErrorDetail { code: self.code, message: &self.message, request_id },
-        }
+        ErrorBody { error: ErrorDetail { code: self.code, message: &self.message, request_id } }
     }
 }
 

@@ -29,11 +29,7 @@ pub fn body_bytes(req: &Request) -> &[u8] {
 /// - 400 `malformed_json` when the body is not JSON;
 /// - 400 `invalid_request` when it is JSON of the wrong shape (missing/unknown/mistyped field).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(

@@ -74,11 +74,7 @@ pub trait HttpFunction: Sized + Send + Sync + 'static {
     fn init(ctx: &InitContext) -> impl Future<Output = Result<Self, InitError>> + Send;
 
     /// Answers one request. Expected failures are `Err(ApiError)`, never a panic.
-    fn handle(
-        &self,
-        ctx: &RequestCtx,
-        req: Request,
-    ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+    fn handle(&self, ctx: &RequestCtx, req: Request) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
 }
 
 /// A function with what the runner needs around it (the token guard for protected routes).
@@ -267,5 +263,72 @@ pub async fn run_sqs<F: SqsFunction>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(handle_batch(function, event.payload).await)
     }))
+    .await
+}
+
+/// A function run on a schedule (EventBridge), such as reconciliation.
+pub trait ScheduledFunction: Sized + Send + Sync + 'static {
+    /// Reads configuration and builds clients, once per cold start.
+    ///
+    /// # Errors
+    /// An [`InitError`] naming the missing or invalid setting.
+    fn init(ctx: &InitContext) -> impl Future<Output = Result<Self, InitError>> + Send;
+
+    /// Runs one pass and returns a summary for the log.
+    ///
+    /// # Errors
+    /// A message when the pass could not run at all; Lambda records the failure and the next
+    /// scheduled run tries again.
+    fn run(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+}
+
+/// A loaded scheduled function behind a trait object, for the local dev server.
+pub trait DynScheduledFunction: Send + Sync {
+    /// See [`ScheduledFunction::run`].
+    fn run_dyn(&self) -> BoxFuture<'_, Result<serde_json::Value, String>>;
+}
+
+/// An initialised [`ScheduledFunction`].
+pub struct LoadedScheduled<F>(pub F);
+
+impl<F: ScheduledFunction> LoadedScheduled<F> {
+    /// Initialises the function.
+    ///
+    /// # Errors
+    /// Whatever [`ScheduledFunction::init`] fails with.
+    pub async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        Ok(Self(F::init(ctx).await?))
+    }
+}
+
+impl<F: ScheduledFunction> DynScheduledFunction for LoadedScheduled<F> {
+    fn run_dyn(&self) -> BoxFuture<'_, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let span = tracing::info_span!("scheduled_run");
+            self.0.run().instrument(span).await
+        })
+    }
+}
+
+/// Initialises `F` and runs it for every scheduled event.
+///
+/// # Errors
+/// Initialisation errors.
+pub async fn run_scheduled<F: ScheduledFunction>() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init();
+    let ctx = InitContext::from_process().await;
+    let function = match F::init(&ctx).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "function failed to initialise");
+            return Err(e.into());
+        }
+    };
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            function.run().await.map_err(lambda_runtime::Error::from)
+        },
+    ))
     .await
 }

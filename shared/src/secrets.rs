@@ -37,15 +37,10 @@ impl fmt::Display for SecretString {
 /// [`InitError::Secret`] naming the secret id and the failure, never its value.
 pub async fn load(aws: &aws_config::SdkConfig, secret_id: &str) -> Result<SecretString, InitError> {
     let client = aws_sdk_secretsmanager::Client::new(aws);
-    let out = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .map_err(|e| InitError::Secret {
-            id: secret_id.to_owned(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-        })?;
+    let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| InitError::Secret {
+        id: secret_id.to_owned(),
+        reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+    })?;
     out.secret_string()
         .map(|s| SecretString::new(s.to_owned()))
         .ok_or_else(|| InitError::Secret { id: secret_id.to_owned(), reason: "the secret has no string value".into() })

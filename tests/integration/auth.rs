@@ -48,7 +48,8 @@ async fn concurrent_duplicate_sign_ups_create_exactly_one_account() {
     let taken = results.iter().filter(|r| r.status == 409 && r.code() == "email_taken").count();
     assert_eq!(created, 1, "{:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
     assert_eq!(taken, 11);
-    let login = app.post("/v1/auth/login", &json!({"email": "race@example.com", "password": "same-time-sign-up"}), None).await;
+    let login =
+        app.post("/v1/auth/login", &json!({"email": "race@example.com", "password": "same-time-sign-up"}), None).await;
     assert_eq!(login.status, 200);
 }
 
@@ -61,8 +62,16 @@ async fn invalid_sign_up_input_gets_a_clear_error_and_creates_nothing() {
         (json!({"email": "a@example.com", "password": "password123"}), 400, "weak_password"),
         (json!({"email": "a@example.com"}), 400, "invalid_request"),
         (json!({"email": "a@example.com", "password": "long-enough-pass", "roles": ["admin"]}), 400, "invalid_request"),
-        (json!({"email": "a@example.com", "password": "long-enough-pass", "referral_code": "IO01"}), 400, "invalid_referral_code"),
-        (json!({"email": "a@example.com", "password": "long-enough-pass", "referral_code": "ZZZZ2222"}), 422, "unknown_referral_code"),
+        (
+            json!({"email": "a@example.com", "password": "long-enough-pass", "referral_code": "IO01"}),
+            400,
+            "invalid_referral_code",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "long-enough-pass", "referral_code": "ZZZZ2222"}),
+            422,
+            "unknown_referral_code",
+        ),
     ];
     for (body, status, code) in cases {
         let r = app.post("/v1/auth/register", &body, None).await;
@@ -70,7 +79,8 @@ async fn invalid_sign_up_input_gets_a_clear_error_and_creates_nothing() {
         assert!(r.json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(r.json["error"]["request_id"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let login = app.post("/v1/auth/login", &json!({"email": "a@example.com", "password": "long-enough-pass"}), None).await;
+    let login =
+        app.post("/v1/auth/login", &json!({"email": "a@example.com", "password": "long-enough-pass"}), None).await;
     assert_eq!(login.status, 401, "no account may have been created");
 }
 
@@ -101,7 +111,11 @@ async fn a_referral_code_links_the_new_user_to_the_referrer() {
     let (_, _, referrer) = app.register().await;
     let code = referrer["referral_code"].as_str().unwrap().to_lowercase();
     let r = app
-        .post("/v1/auth/register", &json!({"email": "friend@example.com", "password": "invited-by-someone-nice", "referral_code": code}), None)
+        .post(
+            "/v1/auth/register",
+            &json!({"email": "friend@example.com", "password": "invited-by-someone-nice", "referral_code": code}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let referee = r.json["id"].as_str().unwrap();
@@ -126,7 +140,8 @@ async fn a_wrong_password_and_an_unknown_email_answer_alike() {
     let app = TestApp::spawn().await;
     let (email, _, _) = app.register().await;
     let wrong = app.post("/v1/auth/login", &json!({"email": email, "password": "not-the-password"}), None).await;
-    let unknown = app.post("/v1/auth/login", &json!({"email": "nobody@example.com", "password": "not-the-password"}), None).await;
+    let unknown =
+        app.post("/v1/auth/login", &json!({"email": "nobody@example.com", "password": "not-the-password"}), None).await;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.status, unknown.status);
     assert_eq!(wrong.json["error"]["code"], unknown.json["error"]["code"]);

@@ -28,7 +28,13 @@ fn movement(user: &UserId, kind: TransactionType, amount: &str, debit: Side, cre
 async fn funded_user(app: &TestApp, amount: &str) -> UserId {
     let (id, _) = app.user_token().await;
     let user = UserId::parse(&id).unwrap();
-    let deposit = movement(&user, TransactionType::Deposit, amount, Side::System(SystemAccount::RevioClearing), Side::Account(AccountId::wallet(&user)));
+    let deposit = movement(
+        &user,
+        TransactionType::Deposit,
+        amount,
+        Side::System(SystemAccount::RevioClearing),
+        Side::Account(AccountId::wallet(&user)),
+    );
     store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
     assert!(store::post(&app.table, &deposit.id).await.unwrap().changed);
     user
@@ -47,7 +53,13 @@ async fn posting_the_same_movement_concurrently_moves_money_once() {
     let app = TestApp::spawn().await;
     let (id, _) = app.user_token().await;
     let user = UserId::parse(&id).unwrap();
-    let deposit = movement(&user, TransactionType::Deposit, "10.00", Side::System(SystemAccount::RevioClearing), Side::Account(AccountId::wallet(&user)));
+    let deposit = movement(
+        &user,
+        TransactionType::Deposit,
+        "10.00",
+        Side::System(SystemAccount::RevioClearing),
+        Side::Account(AccountId::wallet(&user)),
+    );
     store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
     let results = futures::future::join_all((0..20).map(|_| store::post(&app.table, &deposit.id))).await;
     let changed = results.iter().filter(|r| matches!(r, Ok(s) if s.changed)).count();
@@ -62,7 +74,15 @@ async fn concurrent_debits_never_overdraw_a_wallet() {
     let app = TestApp::spawn().await;
     let user = funded_user(&app, "100.00").await;
     let fees: Vec<_> = (0..30)
-        .map(|_| movement(&user, TransactionType::GameFee, "10.00", Side::Account(AccountId::wallet(&user)), Side::System(SystemAccount::PlatformRevenue)))
+        .map(|_| {
+            movement(
+                &user,
+                TransactionType::GameFee,
+                "10.00",
+                Side::Account(AccountId::wallet(&user)),
+                Side::System(SystemAccount::PlatformRevenue),
+            )
+        })
         .collect();
     let results = futures::future::join_all(fees.iter().map(|f| store::transfer(&app.table, f))).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -78,15 +98,33 @@ async fn a_hold_reserves_available_money_and_is_then_posted_or_released() {
     let user = funded_user(&app, "50.00").await;
     let wallet = Side::Account(AccountId::wallet(&user));
 
-    let withdrawal = movement(&user, TransactionType::Withdrawal, "20.00", wallet.clone(), Side::System(SystemAccount::RevioClearing));
+    let withdrawal = movement(
+        &user,
+        TransactionType::Withdrawal,
+        "20.00",
+        wallet.clone(),
+        Side::System(SystemAccount::RevioClearing),
+    );
     store::hold(&app.table, &withdrawal).await.unwrap();
     assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "30.00".into(), "20.00".into()));
     app.assert_ledger_balanced().await;
 
-    let too_much = movement(&user, TransactionType::Withdrawal, "30.01", wallet.clone(), Side::System(SystemAccount::RevioClearing));
+    let too_much = movement(
+        &user,
+        TransactionType::Withdrawal,
+        "30.01",
+        wallet.clone(),
+        Side::System(SystemAccount::RevioClearing),
+    );
     assert!(matches!(store::hold(&app.table, &too_much).await, Err(LedgerError::InsufficientFunds)));
 
-    let call = movement(&user, TransactionType::CallCharge, "5.00", wallet.clone(), Side::System(SystemAccount::PlatformRevenue));
+    let call = movement(
+        &user,
+        TransactionType::CallCharge,
+        "5.00",
+        wallet.clone(),
+        Side::System(SystemAccount::PlatformRevenue),
+    );
     store::hold(&app.table, &call).await.unwrap();
     assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "25.00".into(), "25.00".into()));
 
@@ -104,10 +142,19 @@ async fn a_settled_movement_cannot_be_settled_the_other_way() {
     let user = funded_user(&app, "5.00").await;
     let (id, _) = app.user_token().await;
     let other = UserId::parse(&id).unwrap();
-    let gift = movement(&user, TransactionType::Adjustment, "1.00", Side::System(SystemAccount::Adjustments), Side::Account(AccountId::wallet(&other)));
+    let gift = movement(
+        &user,
+        TransactionType::Adjustment,
+        "1.00",
+        Side::System(SystemAccount::Adjustments),
+        Side::Account(AccountId::wallet(&other)),
+    );
     store::record_pending(&app.table, &gift, vec![], vec![]).await.unwrap();
     store::fail(&app.table, &gift.id, "declined").await.unwrap();
-    assert!(matches!(store::post(&app.table, &gift.id).await, Err(LedgerError::AlreadyFinal(TransactionStatus::Failed))));
+    assert!(matches!(
+        store::post(&app.table, &gift.id).await,
+        Err(LedgerError::AlreadyFinal(TransactionStatus::Failed))
+    ));
     assert!(!store::fail(&app.table, &gift.id, "again").await.unwrap().changed);
     assert_eq!(app.wallet_of(&id).await.0, "0.00");
     app.assert_ledger_balanced().await;
@@ -118,7 +165,13 @@ async fn money_cannot_move_into_a_wallet_that_does_not_exist() {
     let app = TestApp::spawn().await;
     let user = funded_user(&app, "5.00").await;
     let ghost = UserId::generate();
-    let t = movement(&user, TransactionType::Reward, "1.00", Side::Account(AccountId::wallet(&user)), Side::Account(AccountId::wallet(&ghost)));
+    let t = movement(
+        &user,
+        TransactionType::Reward,
+        "1.00",
+        Side::Account(AccountId::wallet(&user)),
+        Side::Account(AccountId::wallet(&ghost)),
+    );
     assert!(matches!(store::transfer(&app.table, &t).await, Err(LedgerError::AccountMissing)));
     assert!(store::get_transaction(&app.table, &t.id).await.unwrap().is_none(), "nothing half-written");
     app.assert_ledger_balanced().await;
@@ -140,6 +193,10 @@ async fn the_audit_reports_a_balance_that_does_not_match_its_movements() {
         .unwrap();
     let report = purse::ledger::audit::run(&app.table).await.unwrap();
     assert!(!report.is_clean());
-    assert!(report.differences.iter().any(|d| d.contains(&user.to_string()) && d.contains("10.01")), "{:?}", report.differences);
+    assert!(
+        report.differences.iter().any(|d| d.contains(&user.to_string()) && d.contains("10.01")),
+        "{:?}",
+        report.differences
+    );
     assert!(report.differences.iter().any(|d| d.contains("sum to 0.01")), "{:?}", report.differences);
 }

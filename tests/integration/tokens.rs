@@ -56,7 +56,8 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     let now = chrono::Utc::now().timestamp();
 
     // alg: none, unsigned.
-    let none = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims(&user, json!({})).to_string().as_bytes()));
+    let none =
+        format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims(&user, json!({})).to_string().as_bytes()));
     assert_refused(&app, &none, "alg none").await;
     let none_kid = format!(
         "{}.{}.",
@@ -80,7 +81,8 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     assert_refused(&app, &t, "HS512").await;
 
     // Expired, not yet valid, wrong audience, wrong issuer, missing exp.
-    let expired = app.get("/v1/me", Some(&sign(&kid, &key, &claims(&user, json!({"exp": now - 60, "iat": now - 1000}))))).await;
+    let expired =
+        app.get("/v1/me", Some(&sign(&kid, &key, &claims(&user, json!({"exp": now - 60, "iat": now - 1000}))))).await;
     assert_eq!((expired.status, expired.json["error"]["code"].as_str()), (401, Some("token_expired")));
     assert_refused(&app, &sign(&kid, &key, &claims(&user, json!({"nbf": now + 600}))), "nbf in the future").await;
     assert_refused(&app, &sign(&kid, &key, &claims(&user, json!({"aud": "another-api"}))), "wrong aud").await;
@@ -91,7 +93,8 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
 
     // A real token whose payload was edited (role escalation) after signing.
     let parts: Vec<&str> = real.split('.').collect();
-    let mut payload: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut payload: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     payload["roles"] = json!(["user", "admin"]);
     let tampered = format!("{}.{}.{}", parts[0], b64(payload.to_string().as_bytes()), parts[2]);
     assert_refused(&app, &tampered, "tampered payload").await;

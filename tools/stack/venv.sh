@@ -5,13 +5,15 @@
 # .venv/.requirements.sha256). Prints nothing on the fast path; reports to
 # stderr only when it creates or installs.
 #
-# Env: PURSE_PYTHON  interpreter used to create the venv (default: python3)
+# Env: PURSE_PYTHON        interpreter used to create the venv (default: python3)
+#      PURSE_VENV          venv directory (default: <repo>/.venv)
+#      PURSE_REQUIREMENTS  requirements file (default: tools/stack/requirements.txt)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="$root/.venv"
-req="$here/requirements.txt"
+venv="${PURSE_VENV:-$root/.venv}"
+req="${PURSE_REQUIREMENTS:-$here/requirements.txt}"
 stamp="$venv/.requirements.sha256"
 py="${PURSE_PYTHON:-python3}"
 
@@ -27,7 +29,7 @@ up_to_date && exit 0
 
 # Slow path. Serialise concurrent runs (e.g. `make dev` and a test run) with a
 # lock directory (portable, no flock needed); a lock older than 15 min is stale.
-lock="$root/.venv.lock"
+lock="$venv.lock"
 for ((i = 0; ; i++)); do
   mkdir "$lock" 2>/dev/null && break
   if [[ -n "$(find "$lock" -maxdepth 0 -mmin +15 2>/dev/null)" ]]; then

@@ -2,9 +2,9 @@
 //!
 //! Wiring only: parse the request, call one service function, shape the answer.
 
-use purse::auth::tokens::AccessTokens;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+use purse::auth::tokens::AccessTokens;
 use purse::config::InitError;
 use purse::service::accounts;
 use purse::store::Table;

@@ -18,9 +18,7 @@ impl HttpFunction for Function {
     const ACCESS: Access = Access::User;
 
     async fn init(ctx: &InitContext) -> Result<Self, InitError> {
-        Ok(Self {
-            table: Table::from_env(&ctx.env, &ctx.aws)?,
-        })
+        Ok(Self { table: Table::from_env(&ctx.env, &ctx.aws)? })
     }
 
     async fn handle(&self, ctx: &RequestCtx, req: Request) -> Result<Response<Body>, ApiError> {

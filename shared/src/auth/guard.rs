@@ -58,13 +58,19 @@ impl Guard {
         let claims = self.tokens.verify(token).map_err(|e| {
             tracing::info!(reason = %e, "access token refused");
             if e == super::tokens::TokenError::Expired {
-                ApiError::new(http::StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; refresh it")
+                ApiError::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    "token_expired",
+                    "the access token has expired; refresh it",
+                )
             } else {
                 ApiError::unauthorized("the access token is not valid")
             }
         })?;
-        let user_id = UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
-        let session_id = SessionId::parse(&claims.sid).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
+        let user_id =
+            UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
+        let session_id =
+            SessionId::parse(&claims.sid).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
         Ok(Caller { user_id, roles: claims.roles, session_id })
     }
 }

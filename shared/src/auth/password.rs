@@ -12,8 +12,7 @@ const TIME_COST: u32 = 2;
 const PARALLELISM: u32 = 1;
 
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, TIME_COST, PARALLELISM, None)
-        .unwrap_or_else(|_| Params::default());
+    let params = Params::new(MEMORY_KIB, TIME_COST, PARALLELISM, None).unwrap_or_else(|_| Params::default());
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -40,9 +39,7 @@ pub fn verify(password: &Password, stored: &str) -> bool {
 pub fn verify_dummy(password: &Password) {
     use std::sync::OnceLock;
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let stored = DUMMY.get_or_init(|| {
-        hash(&Password::for_login("dummy-password-for-timing")).unwrap_or_default()
-    });
+    let stored = DUMMY.get_or_init(|| hash(&Password::for_login("dummy-password-for-timing")).unwrap_or_default());
     let _ = verify(password, stored);
 }
 

@@ -65,8 +65,7 @@ impl SigningKeys {
     /// A reason (never containing key material) when the document is malformed, a key is shorter
     /// than 256 bits, or the active kid has no key.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let doc: KeysDocument =
-            serde_json::from_str(text).map_err(|e| format!("not a key set document: {e}"))?;
+        let doc: KeysDocument = serde_json::from_str(text).map_err(|e| format!("not a key set document: {e}"))?;
         let mut keys = HashMap::new();
         for k in doc.keys {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -166,6 +165,17 @@ impl AccessTokens {
         Ok(Self::new(keys, &issuer, &audience))
     }
 
+    /// A key for another purpose derived from the active signing key (HMAC-SHA256 of `label`),
+    /// so that, for example, page cursors are signed without a key of their own.
+    pub fn derive_key(&self, label: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let key = &self.keys.keys[&self.keys.active_kid];
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"purse-derived-key-v1\0");
+        mac.update(label);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// Signs an access token for this user with the active key.
     ///
     /// # Errors
@@ -213,10 +223,12 @@ impl AccessTokens {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &DecodingKey::from_secret(key), &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                other => TokenError::Invalid(format!("{other:?}")),
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &DecodingKey::from_secret(key), &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    other => TokenError::Invalid(format!("{other:?}")),
+                }
             })?;
         Ok(data.claims)
     }

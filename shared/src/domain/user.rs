@@ -70,9 +70,24 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 
 /// Passwords too common to accept whatever their length.
 const COMMON_PASSWORDS: &[&str] = &[
-    "password123", "password1234", "1234567890", "12345678910", "qwertyuiop", "iloveyou123",
-    "passw0rd123", "qwerty12345", "1q2w3e4r5t", "abcdefghij", "letmein1234", "welcome123",
-    "administrator", "0123456789", "9876543210", "password12", "qwerty1234", "football123",
+    "password123",
+    "password1234",
+    "1234567890",
+    "12345678910",
+    "qwertyuiop",
+    "iloveyou123",
+    "passw0rd123",
+    "qwerty12345",
+    "1q2w3e4r5t",
+    "abcdefghij",
+    "letmein1234",
+    "welcome123",
+    "administrator",
+    "0123456789",
+    "9876543210",
+    "password12",
+    "qwerty1234",
+    "football123",
 ];
 
 impl Password {
@@ -195,9 +210,8 @@ impl ReferralCode {
     pub fn generate() -> Self {
         use rand::Rng;
         let mut rng = rand::thread_rng();
-        let code = (0..REFERRAL_LEN)
-            .map(|_| REFERRAL_ALPHABET[rng.gen_range(0..REFERRAL_ALPHABET.len())] as char)
-            .collect();
+        let code =
+            (0..REFERRAL_LEN).map(|_| REFERRAL_ALPHABET[rng.gen_range(0..REFERRAL_ALPHABET.len())] as char).collect();
         Self(code)
     }
 
@@ -206,11 +220,7 @@ impl ReferralCode {
     /// # Errors
     /// [`FieldError::InvalidReferralCode`] when it is not 8 characters of the alphabet.
     pub fn parse(text: &str) -> Result<Self, FieldError> {
-        let code: String = text
-            .chars()
-            .filter(|c| !matches!(c, '-' | ' '))
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let code: String = text.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
         if code.len() == REFERRAL_LEN && code.bytes().all(|b| REFERRAL_ALPHABET.contains(&b)) {
             Ok(Self(code))
         } else {
@@ -239,7 +249,16 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_rejected() {
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@@example.com", "ada@example..com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@example..com",
+        ] {
             assert_eq!(Email::parse(bad), Err(FieldError::InvalidEmail), "{bad}");
         }
     }

@@ -96,7 +96,9 @@ pub async fn run(table: &Table) -> Result<AuditReport, StoreError> {
             ));
         }
         if account.held != want.held {
-            report.differences.push(format!("{}: held {} but its pending holds sum to {}", account.id, account.held, want.held));
+            report
+                .differences
+                .push(format!("{}: held {} but its pending holds sum to {}", account.id, account.held, want.held));
         }
         if account.available != account.balance - account.held {
             report.differences.push(format!(

@@ -95,6 +95,9 @@ pub enum LedgerError {
     /// A concurrent write touched the same items; safe to retry.
     #[error("write conflict; retry")]
     Conflict,
+    /// A limit checked in the same write (such as a daily deposit cap) would be exceeded.
+    #[error("limit exceeded")]
+    LimitExceeded,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -111,7 +114,8 @@ pub fn history_partition(user: &UserId) -> String {
 
 /// The index partition listing PENDING movements of a type, sharded by id.
 pub fn pending_partition(kind: TransactionType, id: &TransactionId) -> String {
-    let shard = id.as_str().bytes().fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % PENDING_INDEX_SHARDS;
+    let shard =
+        id.as_str().bytes().fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % PENDING_INDEX_SHARDS;
     pending_partition_shard(kind, shard)
 }
 
@@ -222,7 +226,14 @@ enum Movement {
 /// The update of one account. Wallets must exist and may never go below zero available;
 /// system account shards are created on first use and may go negative (they mirror the outside
 /// world: Revio clearing is negative by what Revio holds for us).
-fn account_update(table: &Table, account: &AccountId, movement: Movement, amount: Amount, currency: Currency, now: &str) -> Result<TransactWriteItem, StoreError> {
+fn account_update(
+    table: &Table,
+    account: &AccountId,
+    movement: Movement,
+    amount: Amount,
+    currency: Currency,
+    now: &str,
+) -> Result<TransactWriteItem, StoreError> {
     let (set, condition) = match movement {
         Movement::Credit => ("balance = balance + :a, available = available + :a", None),
         Movement::Debit => ("balance = balance - :a, available = available - :a", Some("available >= :a")),
@@ -287,6 +298,7 @@ fn refusal(reasons: &[String], meaning: &[LedgerError]) -> LedgerError {
                 Some(LedgerError::Duplicate) => LedgerError::Duplicate,
                 Some(LedgerError::AccountMissing) => LedgerError::AccountMissing,
                 Some(LedgerError::NotFound) => LedgerError::NotFound,
+                Some(LedgerError::LimitExceeded) => LedgerError::LimitExceeded,
                 _ => LedgerError::Store(StoreError::Dynamo(format!("condition failed at item {i}"))),
             };
         }
@@ -332,7 +344,8 @@ pub async fn hold(table: &Table, new: &NewTransaction) -> Result<Transaction, Le
     let now = now_rfc3339();
     let item = transaction_item(new, TransactionStatus::Pending, true, &now);
     let tx = transaction_from_item(&item)?;
-    let items = vec![put_new(table, item)?, account_update(table, debit, Movement::Hold, new.amount, new.currency, &now)?];
+    let items =
+        vec![put_new(table, item)?, account_update(table, debit, Movement::Hold, new.amount, new.currency, &now)?];
     write(table, items).await.map_err(|r| refusal(&r, &[LedgerError::Duplicate, LedgerError::InsufficientFunds]))?;
     Ok(tx)
 }
@@ -357,9 +370,9 @@ pub async fn transfer(table: &Table, new: &NewTransaction) -> Result<Transaction
         account_update(table, &debit, Movement::Debit, new.amount, new.currency, &now)?,
         account_update(table, &credit, Movement::Credit, new.amount, new.currency, &now)?,
     ];
-    write(table, items)
-        .await
-        .map_err(|r| refusal(&r, &[LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::AccountMissing]))?;
+    write(table, items).await.map_err(|r| {
+        refusal(&r, &[LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::AccountMissing])
+    })?;
     Ok(tx)
 }
 
@@ -430,7 +443,10 @@ pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerEr
                 other => Err(LedgerError::AlreadyFinal(other)),
             }
         }
-        Err(reasons) => Err(refusal(&reasons, &[LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::AccountMissing])),
+        Err(reasons) => Err(refusal(
+            &reasons,
+            &[LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::AccountMissing],
+        )),
     }
 }
 
@@ -497,12 +513,13 @@ pub async fn attach_reference(
     checkout_url: Option<&str>,
 ) -> Result<(), LedgerError> {
     let now = now_rfc3339();
-    let mut set = "SET reference = :ref, updated_at = :now".to_owned();
+    let mut set = "SET #reference = :ref, updated_at = :now".to_owned();
     let mut update = Update::builder()
         .table_name(&table.name)
         .set_key(Some(transaction_key(id)))
         .condition_expression("#status = :pending")
         .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#reference", "reference")
         .expression_attribute_values(":pending", s(TransactionStatus::Pending.as_str()))
         .expression_attribute_values(":ref", s(reference))
         .expression_attribute_values(":now", s(&now));
@@ -528,7 +545,11 @@ pub async fn attach_reference(
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
-pub async fn transaction_by_reference(table: &Table, provider: &str, reference: &str) -> Result<Option<TransactionId>, StoreError> {
+pub async fn transaction_by_reference(
+    table: &Table,
+    provider: &str,
+    reference: &str,
+) -> Result<Option<TransactionId>, StoreError> {
     let out = table
         .client
         .get_item()

@@ -70,9 +70,8 @@ pub async fn register(table: &Table, input: RegisterInput) -> Result<User, Regis
         None => None,
         Some(text) => {
             let code = ReferralCode::parse(text)?;
-            let referrer = users::user_id_by_referral_code(table, &code)
-                .await?
-                .ok_or(RegisterError::UnknownReferralCode)?;
+            let referrer =
+                users::user_id_by_referral_code(table, &code).await?.ok_or(RegisterError::UnknownReferralCode)?;
             Some((referrer, code))
         }
     };
@@ -198,7 +197,12 @@ pub async fn login(table: &Table, tokens: &AccessTokens, input: LoginInput) -> R
     sessions::start(table, &user.id, &session, &refresh.hash).await?;
     let access = tokens.issue(&user.id, &user.roles, &session).map_err(|e| LoginError::Internal(e.to_string()))?;
     tracing::info!(user_id = %user.id, session_id = %session, "signed in");
-    Ok(TokenPair { access_token: access.token, refresh_token: refresh.token, token_type: "Bearer", expires_in: access.expires_in })
+    Ok(TokenPair {
+        access_token: access.token,
+        refresh_token: refresh.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+    })
 }
 
 /// `POST /v1/auth/refresh` and `POST /v1/auth/logout` body.
@@ -231,7 +235,12 @@ pub async fn refresh(table: &Table, tokens: &AccessTokens, input: RefreshInput) 
     let access = tokens
         .issue(&user.id, &user.roles, &rotated.session_id)
         .map_err(|e| RefreshError::Store(StoreError::Corrupt(e.to_string())))?;
-    Ok(TokenPair { access_token: access.token, refresh_token: next.token, token_type: "Bearer", expires_in: access.expires_in })
+    Ok(TokenPair {
+        access_token: access.token,
+        refresh_token: next.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+    })
 }
 
 /// Ends the session a refresh token belongs to. Unknown tokens are ignored (nothing to end).

@@ -4,3 +4,8 @@
 //! that decides the HTTP status and stable code for each case.
 
 pub mod accounts;
+pub mod deposits;
+pub mod history;
+pub mod settlement;
+pub mod views;
+pub mod webhooks;

@@ -89,10 +89,9 @@ impl ItemExt for Item {
 
     fn str_list(&self, name: &str) -> Vec<String> {
         match self.get(name) {
-            Some(AttributeValue::L(items)) => items
-                .iter()
-                .filter_map(|v| if let AttributeValue::S(s) = v { Some(s.clone()) } else { None })
-                .collect(),
+            Some(AttributeValue::L(items)) => {
+                items.iter().filter_map(|v| if let AttributeValue::S(s) = v { Some(s.clone()) } else { None }).collect()
+            }
             _ => Vec::new(),
         }
     }

@@ -12,6 +12,16 @@
 //! | `SESSION#<session_id>`  | `SESSION`   | a refresh-token family, revocable as a whole      |
 //! | `REFRESH#<sha256>`      | `REFRESH`   | one refresh token, by hash only                   |
 //! | `LOGINFAIL#<email>`     | `LOGINFAIL` | failed sign-in counter for throttling             |
+//! | `TXN#<transaction_id>`  | `TXN`       | a ledger movement (see [`crate::ledger`])          |
+//! | `REF#<provider>#<ref>`  | `REF`       | a provider's id (Revio purchase) → movement        |
+//! | `DEPCAP#<user>#<day>`   | `DEPCAP`    | deposits counted against the daily limit           |
+//! | `IDEMPOTENCY#<scope>#<sha256(key)>` | `IDEMPOTENCY` | an Idempotency-Key claim and its stored answer |
+//! | `WEBHOOK#<delivery_id>` | `WEBHOOK`   | one received webhook delivery (see [`webhooks`])  |
+//! | `WHEVENT#<provider>#<event>` | `WHEVENT` | de-duplication of a provider event          |
+//!
+//! Index `gsi1` lists a user's movements (`USER#<id>#TXN`, newest by `gsi1sk`) and a movement's
+//! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: only PENDING movements carry
+//! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation.
 //!
 //! Items that expire carry `expires_at` (epoch seconds), the table's TTL attribute; code that
 //! depends on expiry also checks it itself, since TTL deletion is lazy.
@@ -19,6 +29,7 @@
 pub mod item;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 
@@ -52,10 +63,7 @@ impl Table {
     ///
     /// # Errors
     /// [`crate::config::InitError::MissingEnv`] when `PURSE_TABLE` is unset.
-    pub fn from_env(
-        env: &crate::config::Env,
-        aws: &aws_config::SdkConfig,
-    ) -> Result<Self, crate::config::InitError> {
+    pub fn from_env(env: &crate::config::Env, aws: &aws_config::SdkConfig) -> Result<Self, crate::config::InitError> {
         Ok(Self { client: aws_sdk_dynamodb::Client::new(aws), name: env.require("PURSE_TABLE")? })
     }
 }
@@ -71,12 +79,9 @@ pub fn cancellation_reasons<R>(
 ) -> Option<Vec<String>> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => Some(
-            e.cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None").to_owned())
-                .collect(),
-        ),
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            Some(e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect())
+        }
         _ => None,
     }
 }

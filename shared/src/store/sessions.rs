@@ -107,7 +107,8 @@ pub async fn rotate(table: &Table, old_hash: &str, new_hash: &str) -> Result<Rot
     let now = now_epoch();
     let Some(old) = get(table, refresh_key(old_hash)).await? else { return Err(RefreshError::Invalid) };
     let user_id = UserId::parse(old.str("user_id")?).map_err(|_| StoreError::Corrupt("refresh user".into()))?;
-    let session_id = SessionId::parse(old.str("session_id")?).map_err(|_| StoreError::Corrupt("refresh session".into()))?;
+    let session_id =
+        SessionId::parse(old.str("session_id")?).map_err(|_| StoreError::Corrupt("refresh session".into()))?;
     if old.int("expires_at")? <= now {
         return Err(RefreshError::Invalid);
     }

@@ -105,14 +105,11 @@ pub async fn create(table: &Table, new: &NewUser) -> Result<User, CreateUserErro
     let mut code = key(refcode_pk(&new.referral_code), "REFCODE");
     code.insert("user_id".into(), s(new.id.as_str()));
 
-    let wallet = crate::ledger::store::new_account_item(&AccountId::wallet(&new.id), Currency::Coin, Some(&new.id), &now);
+    let wallet =
+        crate::ledger::store::new_account_item(&AccountId::wallet(&new.id), Currency::Coin, Some(&new.id), &now);
 
-    let mut items = vec![
-        put_new(table, profile)?,
-        put_new(table, email)?,
-        put_new(table, code)?,
-        put_new(table, wallet)?,
-    ];
+    let mut items =
+        vec![put_new(table, profile)?, put_new(table, email)?, put_new(table, code)?, put_new(table, wallet)?];
     if let Some((referrer, referrer_code)) = &new.referred_by {
         let check = ConditionCheck::builder()
             .table_name(&table.name)

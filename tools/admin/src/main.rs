@@ -1,1 +1,111 @@
-fn main() {}
+//! `purse-admin`: what an operator runs by hand. Reads the same configuration as the functions
+//! (`PURSE_TABLE`, AWS credentials and region; `AWS_ENDPOINT_URL` for the local emulator).
+//!
+//! ```text
+//! purse-admin grant-admin <email>         give an existing account the admin role
+//! purse-admin audit                       verify the whole ledger (exit 1 on any difference)
+//! purse-admin reconcile [min-age-seconds] settle PENDING deposits by asking Revio
+//! purse-admin jwt-rotate <secret-id>      add a signing key and make it active
+//! ```
+
+use purse::config::Env;
+use purse::domain::user::{Email, Role};
+use purse::store::Table;
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | jwt-rotate <secret-id>";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    purse::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("purse-admin: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<(), String> {
+    let env = Env::from_process();
+    let aws = purse::config::load_aws().await;
+    let table = || Table::from_env(&env, &aws).map_err(|e| e.to_string());
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["grant-admin", email] => {
+            let table = table()?;
+            let email = Email::parse(email).map_err(|e| e.to_string())?;
+            let creds = purse::store::users::credentials_by_email(&table, &email)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no account with e-mail {email}; sign up first"))?;
+            purse::store::users::grant_role(&table, &creds.user.id, Role::Admin).await.map_err(|e| e.to_string())?;
+            println!(
+                "{} ({}) is now an admin; the role is in tokens issued from the next sign-in or refresh",
+                email, creds.user.id
+            );
+            Ok(())
+        }
+        ["audit"] => {
+            let report = purse::ledger::audit::run(&table()?).await.map_err(|e| e.to_string())?;
+            println!(
+                "accounts: {}  transactions: {}  sum of balances: {}",
+                report.accounts, report.transactions, report.total
+            );
+            if report.is_clean() {
+                println!("ledger is balanced: every balance equals its movements, and all balances sum to zero");
+                Ok(())
+            } else {
+                for d in &report.differences {
+                    println!("DIFFERENCE: {d}");
+                }
+                Err(format!("{} difference(s) found", report.differences.len()))
+            }
+        }
+        ["reconcile", rest @ ..] => {
+            let min_age: i64 =
+                rest.first().map(|s| s.parse().map_err(|_| USAGE.to_owned())).transpose()?.unwrap_or(300);
+            let revio = purse::revio::RevioClient::from_env(&env, &aws).await.map_err(|e| e.to_string())?;
+            let report = purse::service::settlement::reconcile_pending_deposits(&table()?, &revio, min_age, 900)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            Ok(())
+        }
+        ["jwt-rotate", secret_id] => rotate(&aws, secret_id).await,
+        _ => Err(USAGE.to_owned()),
+    }
+}
+
+/// Adds a fresh key, makes it active, and keeps only the previous active key beside it (still
+/// verifying tokens it signed until they expire).
+async fn rotate(aws: &aws_config::SdkConfig, secret_id: &str) -> Result<(), String> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let current = client.get_secret_value().secret_id(secret_id).send().await.ok().and_then(|o| o.secret_string);
+    let kid = format!("k{}", chrono_like_now());
+    let fresh = purse::auth::tokens::SigningKeys::random(&kid);
+    let doc: serde_json::Value = serde_json::from_str(&fresh.to_json()).map_err(|e| e.to_string())?;
+    let mut keys = doc["keys"].as_array().cloned().unwrap_or_default();
+    if let Some(text) = current {
+        if let Ok(old) = serde_json::from_str::<serde_json::Value>(&text) {
+            let active = old["active_kid"].as_str().unwrap_or_default().to_owned();
+            keys.extend(old["keys"].as_array().into_iter().flatten().filter(|k| k["kid"] == active.as_str()).cloned());
+        }
+    }
+    let next = serde_json::json!({"active_kid": kid, "keys": keys}).to_string();
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(next)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())?;
+    println!("secret {secret_id}: new active key {kid}; functions pick it up at their next cold start");
+    Ok(())
+}
+
+fn chrono_like_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

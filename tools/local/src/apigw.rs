@@ -64,7 +64,12 @@ fn percent_decode(s: &str) -> String {
 
 /// The payload-2.0 event API Gateway would send for `raw` on `route_key`
 /// (`"POST /v1/auth/register"`, or `"$default"` for a Function URL).
-pub fn event(raw: &RawRequest, route_key: &str, path_params: &BTreeMap<String, String>, request_id: &str) -> serde_json::Value {
+pub fn event(
+    raw: &RawRequest,
+    route_key: &str,
+    path_params: &BTreeMap<String, String>,
+    request_id: &str,
+) -> serde_json::Value {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
     for (name, value) in &raw.headers {
@@ -73,19 +78,25 @@ pub fn event(raw: &RawRequest, route_key: &str, path_params: &BTreeMap<String, S
             cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
             continue;
         }
-        headers.entry(name).and_modify(|v| {
-            v.push(',');
-            v.push_str(value);
-        }).or_insert_with(|| value.clone());
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
     for pair in raw.query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k), percent_decode(v));
-        query.entry(k).and_modify(|e| {
-            e.push(',');
-            e.push_str(&v);
-        }).or_insert(v);
+        query
+            .entry(k)
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
     }
     let (body, is_base64) = match std::str::from_utf8(&raw.body) {
         _ if raw.body.is_empty() => (serde_json::Value::Null, false),

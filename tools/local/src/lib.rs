@@ -10,6 +10,6 @@
 
 pub mod apigw;
 pub mod provision;
-pub mod template;
 pub mod registry;
 pub mod router;
+pub mod template;

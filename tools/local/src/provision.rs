@@ -52,6 +52,15 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     if let Ok(revio) = std::env::var("PURSE_REVIO_URL") {
         params.insert("RevioBaseUrl".into(), revio);
     }
+    // Function URLs: what `!GetAtt <Fn>Url.FunctionUrl` yields locally.
+    for f in template.functions().unwrap_or_default() {
+        if let Some(path) = &f.url_path {
+            params.insert(
+                format!("{}Url.FunctionUrl", f.logical_id),
+                format!("{}{path}", api_base_url.trim_end_matches('/')),
+            );
+        }
+    }
     params
 }
 
@@ -121,7 +130,9 @@ pub async fn provision(
                 GlobalSecondaryIndex::builder()
                     .index_name(&g.name)
                     .set_key_schema(Some(key_schema(&g.keys)?))
-                    .projection(Projection::builder().projection_type(ProjectionType::from(g.projection.as_str())).build())
+                    .projection(
+                        Projection::builder().projection_type(ProjectionType::from(g.projection.as_str())).build(),
+                    )
                     .build()
                     .map_err(aws)?,
             );
@@ -135,7 +146,9 @@ pub async fn provision(
             let _ = ddb
                 .update_time_to_live()
                 .table_name(&name)
-                .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build().map_err(aws)?)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build().map_err(aws)?,
+                )
                 .send()
                 .await;
         }
@@ -157,7 +170,8 @@ pub async fn provision(
             req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, v.to_string());
         }
         if let Some((dlq, max)) = &q.redrive {
-            let target = resources.get(dlq).ok_or_else(|| ProvisionError::Unresolved(format!("{}: DLQ {dlq}", q.logical_id)))?;
+            let target =
+                resources.get(dlq).ok_or_else(|| ProvisionError::Unresolved(format!("{}: DLQ {dlq}", q.logical_id)))?;
             let policy = serde_json::json!({"deadLetterTargetArn": target.arn, "maxReceiveCount": max}).to_string();
             req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, policy);
         }
@@ -204,6 +218,11 @@ impl Stack {
                     return Ok(p.clone());
                 }
             }
+            if let Some(attr) = &attr {
+                if let Some(p) = self.parameters.get(&format!("{id}.{attr}")) {
+                    return Ok(p.clone());
+                }
+            }
             let res = self.resources.get(&id).ok_or_else(|| ProvisionError::Unresolved(id.clone()))?;
             return Ok(match attr.as_deref() {
                 None => res.reference.clone(),
@@ -211,12 +230,41 @@ impl Stack {
                 Some(other) => return Err(ProvisionError::Unresolved(format!("{id}.{other}"))),
             });
         }
+        if let Value::Tagged(t) = value {
+            if t.tag == "!Sub" {
+                let text = t.value.as_str().ok_or_else(|| ProvisionError::Unresolved("!Sub with a list".into()))?;
+                return self.substitute(text);
+            }
+        }
         match value {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
             other => Err(ProvisionError::Unresolved(format!("{other:?}"))),
         }
+    }
+
+    /// Expands `${Name}` and `${Name.Attr}` in a `!Sub` string.
+    fn substitute(&self, text: &str) -> Result<String, ProvisionError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').ok_or_else(|| ProvisionError::Unresolved(text.to_owned()))? + start;
+            let name = &rest[start + 2..end];
+            let tag = match name.split_once('.') {
+                Some(_) => "!GetAtt",
+                None => "!Ref",
+            };
+            let reference = Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: serde_yaml::value::Tag::new(tag),
+                value: Value::String(name.to_owned()),
+            }));
+            out.push_str(&self.resolve(&reference)?);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     /// The environment a function gets in this stack, exactly as the template sets it.
@@ -258,10 +306,16 @@ pub async fn differences(
         let live_keys: Vec<_> = table
             .key_schema()
             .iter()
-            .map(|k| crate::template::KeyElement { attribute: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() })
+            .map(|k| crate::template::KeyElement {
+                attribute: k.attribute_name().to_owned(),
+                key_type: k.key_type().as_str().to_owned(),
+            })
             .collect();
         if live_keys != t.keys {
-            diffs.push(format!("table {}: keys {:?} in the emulator, {:?} in the template", t.logical_id, live_keys, t.keys));
+            diffs.push(format!(
+                "table {}: keys {:?} in the emulator, {:?} in the template",
+                t.logical_id, live_keys, t.keys
+            ));
         }
         let mut live_indexes: BTreeMap<String, Vec<crate::template::KeyElement>> = BTreeMap::new();
         for g in table.global_secondary_indexes() {
@@ -269,13 +323,19 @@ pub async fn differences(
                 g.index_name().unwrap_or_default().to_owned(),
                 g.key_schema()
                     .iter()
-                    .map(|k| crate::template::KeyElement { attribute: k.attribute_name().to_owned(), key_type: k.key_type().as_str().to_owned() })
+                    .map(|k| crate::template::KeyElement {
+                        attribute: k.attribute_name().to_owned(),
+                        key_type: k.key_type().as_str().to_owned(),
+                    })
                     .collect(),
             );
         }
         let declared: BTreeMap<_, _> = t.indexes.iter().map(|g| (g.name.clone(), g.keys.clone())).collect();
         if live_indexes != declared {
-            diffs.push(format!("table {}: indexes {:?} in the emulator, {:?} in the template", t.logical_id, live_indexes, declared));
+            diffs.push(format!(
+                "table {}: indexes {:?} in the emulator, {:?} in the template",
+                t.logical_id, live_indexes, declared
+            ));
         }
     }
     let sqs = aws_sdk_sqs::Client::new(config);
@@ -299,12 +359,13 @@ pub async fn differences(
             let max = v["maxReceiveCount"].as_u64().or_else(|| v["maxReceiveCount"].as_str()?.parse().ok())?;
             Some((arn, max as u32))
         });
-        let declared = match &q.redrive {
-            Some((dlq, max)) => Some((stack.get(dlq).map(|d| d.arn.clone()).unwrap_or_default(), *max)),
-            None => None,
-        };
+        let declared =
+            q.redrive.as_ref().map(|(dlq, max)| (stack.get(dlq).map(|d| d.arn.clone()).unwrap_or_default(), *max));
         if live != declared {
-            diffs.push(format!("queue {}: redrive {:?} in the emulator, {:?} in the template", q.logical_id, live, declared));
+            diffs.push(format!(
+                "queue {}: redrive {:?} in the emulator, {:?} in the template",
+                q.logical_id, live, declared
+            ));
         }
     }
     Ok(diffs)

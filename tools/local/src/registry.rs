@@ -2,19 +2,21 @@
 //! very code each Lambda runs. A test checks this list against `template.yaml`.
 
 use purse::config::InitError;
-#[allow(unused_imports)]
-use purse::runtime::{DynHttpFunction, DynSqsFunction, InitContext, Loaded, LoadedSqs};
+use purse::runtime::{
+    DynHttpFunction, DynScheduledFunction, DynSqsFunction, InitContext, Loaded, LoadedScheduled, LoadedSqs,
+};
 
 /// An initialised function of either kind.
 pub enum Handler {
     Http(Box<dyn DynHttpFunction>),
     Sqs(Box<dyn DynSqsFunction>),
+    Scheduled(Box<dyn DynScheduledFunction>),
 }
 
 macro_rules! registry {
-    (http: [$($h:ident),* $(,)?], sqs: [$($s:ident),* $(,)?] $(,)?) => {
+    (http: [$($h:ident),* $(,)?], sqs: [$($s:ident),* $(,)?], scheduled: [$($c:ident),* $(,)?] $(,)?) => {
         /// Binary names of every function.
-        pub const BINARIES: &[&str] = &[$(stringify!($h),)* $(stringify!($s),)*];
+        pub const BINARIES: &[&str] = &[$(stringify!($h),)* $(stringify!($s),)* $(stringify!($c),)*];
 
         /// Initialises the function built as `binary`.
         ///
@@ -24,6 +26,7 @@ macro_rules! registry {
             match binary {
                 $(stringify!($h) => Ok(Handler::Http(Box::new(Loaded::<$h::Function>::init(ctx).await?))),)*
                 $(stringify!($s) => Ok(Handler::Sqs(Box::new(LoadedSqs::<$s::Function>::init(ctx).await?))),)*
+                $(stringify!($c) => Ok(Handler::Scheduled(Box::new(LoadedScheduled::<$c::Function>::init(ctx).await?))),)*
                 other => Err(InitError::InvalidEnv { name: "binary".into(), reason: format!("no function {other}") }),
             }
         }
@@ -38,6 +41,12 @@ registry! {
         http_auth_logout,
         http_me_get,
         http_wallet_get,
+        http_deposits_create,
+        http_transactions_list,
+        http_transactions_get,
+        http_admin_transaction_webhooks,
+        webhook_revio,
     ],
-    sqs: [],
+    sqs: [sqs_revio_events],
+    scheduled: [schedule_reconcile_deposits],
 }

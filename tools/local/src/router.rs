@@ -8,7 +8,7 @@ use crate::provision::{ProvisionError, Stack};
 use crate::registry::{self, Handler};
 use crate::template::{FunctionSpec, Template};
 use lambda_http::{Body, Response};
-use purse::runtime::{DynHttpFunction, DynSqsFunction, InitContext};
+use purse::runtime::{DynHttpFunction, DynScheduledFunction, DynSqsFunction, InitContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -51,6 +51,15 @@ pub struct Consumer {
     pub handler: Arc<dyn DynSqsFunction>,
 }
 
+/// A function run on a schedule.
+#[derive(Clone)]
+pub struct Job {
+    pub function: String,
+    /// The template's schedule expression, e.g. `rate(5 minutes)`.
+    pub schedule: String,
+    pub handler: Arc<dyn DynScheduledFunction>,
+}
+
 /// What [`Router::resolve`] found for a request.
 pub enum Resolved<'a> {
     Route(&'a Route, BTreeMap<String, String>),
@@ -65,6 +74,7 @@ pub struct Router {
     pub routes: Vec<Route>,
     pub urls: Vec<UrlMount>,
     pub consumers: Vec<Consumer>,
+    pub jobs: Vec<Job>,
 }
 
 impl Router {
@@ -86,7 +96,7 @@ impl Router {
         aws: &aws_config::SdkConfig,
         adjust: impl Fn(&FunctionSpec, purse::config::Env) -> purse::config::Env,
     ) -> Result<Self, RouterError> {
-        let mut router = Router { routes: Vec::new(), urls: Vec::new(), consumers: Vec::new() };
+        let mut router = Router { routes: Vec::new(), urls: Vec::new(), consumers: Vec::new(), jobs: Vec::new() };
         for f in template.functions()? {
             let ctx = InitContext { env: adjust(&f, stack.function_env(&f)?), aws: aws.clone() };
             let handler = registry::init(&f.binary, &ctx)
@@ -96,10 +106,29 @@ impl Router {
                 Handler::Http(h) => {
                     let h: Arc<dyn DynHttpFunction> = Arc::from(h);
                     for (method, path) in &f.http_routes {
-                        router.routes.push(Route { method: method.clone(), path: path.clone(), function: f.logical_id.clone(), handler: h.clone() });
+                        router.routes.push(Route {
+                            method: method.clone(),
+                            path: path.clone(),
+                            function: f.logical_id.clone(),
+                            handler: h.clone(),
+                        });
                     }
                     if let Some(path) = &f.url_path {
-                        router.urls.push(UrlMount { path: path.clone(), function: f.logical_id.clone(), handler: h.clone() });
+                        router.urls.push(UrlMount {
+                            path: path.clone(),
+                            function: f.logical_id.clone(),
+                            handler: h.clone(),
+                        });
+                    }
+                }
+                Handler::Scheduled(h) => {
+                    let h: Arc<dyn DynScheduledFunction> = Arc::from(h);
+                    for schedule in &f.schedules {
+                        router.jobs.push(Job {
+                            function: f.logical_id.clone(),
+                            schedule: schedule.clone(),
+                            handler: h.clone(),
+                        });
                     }
                 }
                 Handler::Sqs(h) => {
@@ -123,6 +152,25 @@ impl Router {
         // Literal routes win over parameterised ones, as in API Gateway.
         router.routes.sort_by_key(|r| r.path.matches('{').count());
         Ok(router)
+    }
+
+    /// The HTTP function behind a logical id (for feeding it a raw event).
+    pub fn http_function(&self, function: &str) -> Option<Arc<dyn DynHttpFunction>> {
+        self.routes
+            .iter()
+            .find(|r| r.function == function)
+            .map(|r| r.handler.clone())
+            .or_else(|| self.urls.iter().find(|u| u.function == function).map(|u| u.handler.clone()))
+    }
+
+    /// The consumer of a queue, by the queue's logical id.
+    pub fn consumer(&self, queue_logical_id: &str) -> Option<&Consumer> {
+        self.consumers.iter().find(|c| c.queue_logical_id == queue_logical_id)
+    }
+
+    /// The scheduled job of a function, by logical id.
+    pub fn job(&self, function: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.function == function)
     }
 
     /// Finds what serves `method path`.
@@ -155,7 +203,9 @@ impl Router {
             Resolved::MethodNotAllowed => {
                 return local_error(405, "method_not_allowed", "this path does not accept this method", &request_id)
             }
-            Resolved::NotFound => return local_error(404, "route_not_found", "no route matches this path", &request_id),
+            Resolved::NotFound => {
+                return local_error(404, "route_not_found", "no route matches this path", &request_id)
+            }
         };
         let event = apigw::event(&raw, &route_key, &params, &request_id);
         match apigw::request_from_event(&event) {

@@ -75,6 +75,8 @@ pub struct FunctionSpec {
     /// For a function behind a Function URL: the path `make dev` mounts it at.
     pub url_path: Option<String>,
     pub sqs_sources: Vec<SqsSource>,
+    /// EventBridge schedule expressions (`rate(5 minutes)`).
+    pub schedules: Vec<String>,
 }
 
 /// The parsed template.
@@ -99,7 +101,9 @@ fn key_elements(v: Option<&Value>) -> Vec<KeyElement> {
     v.and_then(Value::as_sequence)
         .map(|seq| {
             seq.iter()
-                .filter_map(|k| Some(KeyElement { attribute: get_str(k, "AttributeName")?, key_type: get_str(k, "KeyType")? }))
+                .filter_map(|k| {
+                    Some(KeyElement { attribute: get_str(k, "AttributeName")?, key_type: get_str(k, "KeyType")? })
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -163,11 +167,7 @@ impl Template {
     pub fn parameter_defaults(&self) -> BTreeMap<String, String> {
         get(&self.root, "Parameters")
             .and_then(Value::as_mapping)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), get_str(v, "Default")?)))
-                    .collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), get_str(v, "Default")?))).collect())
             .unwrap_or_default()
     }
 
@@ -187,7 +187,11 @@ impl Template {
                 let p = get(r, "Properties").cloned().unwrap_or(Value::Null);
                 let attributes = get(&p, "AttributeDefinitions")
                     .and_then(Value::as_sequence)
-                    .map(|s| s.iter().filter_map(|a| Some((get_str(a, "AttributeName")?, get_str(a, "AttributeType")?))).collect())
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|a| Some((get_str(a, "AttributeName")?, get_str(a, "AttributeType")?)))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let indexes = get(&p, "GlobalSecondaryIndexes")
                     .and_then(Value::as_sequence)
@@ -197,14 +201,22 @@ impl Template {
                                 Some(IndexSpec {
                                     name: get_str(g, "IndexName")?,
                                     keys: key_elements(get(g, "KeySchema")),
-                                    projection: get(g, "Projection").and_then(|p| get_str(p, "ProjectionType")).unwrap_or_else(|| "ALL".into()),
+                                    projection: get(g, "Projection")
+                                        .and_then(|p| get_str(p, "ProjectionType"))
+                                        .unwrap_or_else(|| "ALL".into()),
                                 })
                             })
                             .collect()
                     })
                     .unwrap_or_default();
                 let ttl_attribute = get(&p, "TimeToLiveSpecification").and_then(|t| get_str(t, "AttributeName"));
-                TableSpec { logical_id: id, attributes, keys: key_elements(get(&p, "KeySchema")), indexes, ttl_attribute }
+                TableSpec {
+                    logical_id: id,
+                    attributes,
+                    keys: key_elements(get(&p, "KeySchema")),
+                    indexes,
+                    ttl_attribute,
+                }
             })
             .collect()
     }
@@ -254,7 +266,11 @@ impl Template {
                 .ok_or_else(|| shape(format!("function {id} has no Metadata.BuildProperties.Binary")))?;
             let props = get(r, "Properties").cloned().unwrap_or(Value::Null);
             let mut environment = BTreeMap::new();
-            let own = get(&props, "Environment").and_then(|e| get(e, "Variables")).and_then(Value::as_mapping).cloned().unwrap_or_default();
+            let own = get(&props, "Environment")
+                .and_then(|e| get(e, "Variables"))
+                .and_then(Value::as_mapping)
+                .cloned()
+                .unwrap_or_default();
             for (k, v) in globals.iter().chain(own.iter()) {
                 if let Some(k) = k.as_str() {
                     environment.insert(k.to_owned(), v.clone());
@@ -262,27 +278,47 @@ impl Template {
             }
             let mut http_routes = Vec::new();
             let mut sqs_sources = Vec::new();
+            let mut schedules = Vec::new();
             if let Some(events) = get(&props, "Events").and_then(Value::as_mapping) {
                 for (_, ev) in events {
                     let ep = get(ev, "Properties").cloned().unwrap_or(Value::Null);
                     match get_str(ev, "Type").as_deref() {
                         Some("HttpApi") => {
-                            let method = get_str(&ep, "Method").ok_or_else(|| shape(format!("{id}: HttpApi event without Method")))?;
-                            let path = get_str(&ep, "Path").ok_or_else(|| shape(format!("{id}: HttpApi event without Path")))?;
+                            let method = get_str(&ep, "Method")
+                                .ok_or_else(|| shape(format!("{id}: HttpApi event without Method")))?;
+                            let path = get_str(&ep, "Path")
+                                .ok_or_else(|| shape(format!("{id}: HttpApi event without Path")))?;
                             http_routes.push((method.to_uppercase(), path));
                         }
                         Some("SQS") => {
                             let (queue, _) = get(&ep, "Queue")
                                 .and_then(reference_target)
                                 .ok_or_else(|| shape(format!("{id}: SQS event without a !GetAtt Queue")))?;
-                            sqs_sources.push(SqsSource { queue_logical_id: queue, batch_size: get_u32(&ep, "BatchSize").unwrap_or(10) });
+                            sqs_sources.push(SqsSource {
+                                queue_logical_id: queue,
+                                batch_size: get_u32(&ep, "BatchSize").unwrap_or(10),
+                            });
+                        }
+                        Some("Schedule") => {
+                            schedules.push(
+                                get_str(&ep, "Schedule")
+                                    .ok_or_else(|| shape(format!("{id}: Schedule event without Schedule")))?,
+                            );
                         }
                         _ => {}
                     }
                 }
             }
             let url_path = get(r, "Metadata").and_then(|m| get_str(m, "LocalPath"));
-            out.push(FunctionSpec { logical_id: id, binary, environment, http_routes, url_path, sqs_sources });
+            out.push(FunctionSpec {
+                logical_id: id,
+                binary,
+                environment,
+                http_routes,
+                url_path,
+                sqs_sources,
+                schedules,
+            });
         }
         out.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
         Ok(out)

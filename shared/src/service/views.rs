@@ -1,0 +1,51 @@
+//! JSON shapes of ledger movements as the API sends them: exact decimals as strings.
+
+use crate::domain::ids::UserId;
+use crate::ledger::{AccountId, Transaction};
+use serde::Serialize;
+
+/// One movement as its owner sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransactionView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub amount: String,
+    pub currency: &'static str,
+    /// `credit` when money comes into the owner's wallet, `debit` when it leaves.
+    pub direction: &'static str,
+    pub description: String,
+    pub reference: Option<String>,
+    pub failure_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+}
+
+impl TransactionView {
+    /// The view of `tx` for its owner.
+    pub fn of(tx: &Transaction, owner: &UserId) -> Self {
+        let wallet = AccountId::wallet(owner);
+        let direction = if tx.credit_account == wallet.as_str() { "credit" } else { "debit" };
+        Self {
+            id: tx.id.to_string(),
+            kind: tx.kind.as_str(),
+            status: tx.status.as_str(),
+            amount: crate::money::format(tx.amount.value(), tx.currency),
+            currency: tx.currency.code(),
+            direction,
+            description: tx.description.clone(),
+            reference: tx.reference.clone(),
+            failure_reason: tx.failure_reason.clone(),
+            checkout_url: (tx.status == crate::ledger::TransactionStatus::Pending)
+                .then(|| tx.checkout_url.clone())
+                .flatten(),
+            created_at: tx.created_at.clone(),
+            updated_at: tx.updated_at.clone(),
+            completed_at: tx.completed_at.clone(),
+        }
+    }
+}

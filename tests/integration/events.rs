@@ -1,0 +1,533 @@
+//! The sample events in `events/` (for `sam local invoke` and `cargo lambda invoke`) stay true:
+//! each file names a function of the template, has the shape Lambda delivers, and — fed to its
+//! function exactly as Lambda would deliver it, placeholders filled with real values — gets the
+//! answer `events/README.md` promises.
+//!
+//! The tests that invoke functions need the emulator and the Revio sandbox
+//! (`tools/stack/with-stack.sh`).
+
+use lambda_http::Body;
+use purse::runtime::SqsEvent;
+use purse_local::apigw::match_route;
+use purse_local::template::{project_root, FunctionSpec, Template};
+use purse_tests::{TestApp, TestResponse};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Every event file, each fed to its function by one of the tests below.
+const EXERCISED: &[&str] = &[
+    // the_account_events_sign_up_sign_in_refresh_and_sign_out
+    "http_auth_register.json",
+    "http_auth_register.weak_password.json",
+    "http_auth_register.with_referral_code.json",
+    "http_auth_login.json",
+    "http_auth_login.wrong_password.json",
+    "http_auth_refresh.json",
+    "http_auth_logout.json",
+    "http_me_get.json",
+    "http_me_get.no_token.json",
+    "http_wallet_get.json",
+    // the_money_events_start_a_deposit_that_the_webhook_and_the_queue_settle
+    "http_deposits_create.json",
+    "http_deposits_create.no_idempotency_key.json",
+    "http_transactions_list.json",
+    "http_transactions_list.filtered.json",
+    "http_transactions_get.json",
+    "http_admin_transaction_webhooks.json",
+    "webhook_revio.json",
+    "webhook_revio.unsigned.json",
+    "sqs_revio_events.json",
+    // the_queue_consumer_acknowledges_unknown_purchases_and_reports_only_unreadable_messages
+    "sqs_revio_events.partial_failure.json",
+    // the_scheduled_event_runs_a_reconciliation_pass
+    "schedule_reconcile_deposits.json",
+];
+
+/// The names of the event files in `events/` (everything but `README.md`), sorted.
+fn event_files() -> Vec<String> {
+    let dir = project_root().join("events");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name != "README.md")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The binary an event file is for: `<binary>.json` or `<binary>.<variant>.json`.
+fn binary_of(file: &str) -> Option<&str> {
+    let stem = file.strip_suffix(".json")?;
+    Some(stem.split_once('.').map_or(stem, |(binary, _)| binary))
+}
+
+fn read_event(file: &str) -> String {
+    let path = project_root().join("events").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Replaces `{{NAME}}` placeholders with values.
+fn substitute(text: &str, values: &[(&str, &str)]) -> String {
+    values.iter().fold(text.to_owned(), |text, (name, value)| text.replace(&format!("{{{{{name}}}}}"), value))
+}
+
+/// The event text with every placeholder filled; a placeholder left over fails the test.
+fn fill(file: &str, values: &[(&str, &str)]) -> String {
+    let text = substitute(&read_event(file), values);
+    assert!(!text.contains("{{"), "{file}: a placeholder was left unfilled: {text}");
+    text
+}
+
+/// The event text with every placeholder replaced by `placeholder-<name>`, for shape checks.
+fn fill_with_dummies(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let end = rest[start..].find("}}").map(|e| start + e).expect("placeholder is closed");
+        out.push_str(&rest[..start]);
+        out.push_str(&format!("placeholder-{}", rest[start + 2..end].to_lowercase()));
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn function_for(template: &Template, file: &str) -> FunctionSpec {
+    let binary = binary_of(file).unwrap_or_else(|| panic!("{file}: not an event file name"));
+    template
+        .functions()
+        .expect("template functions")
+        .into_iter()
+        .find(|f| f.binary == binary)
+        .unwrap_or_else(|| panic!("{file}: no function in template.yaml builds the binary {binary}"))
+}
+
+fn is_http(f: &FunctionSpec) -> bool {
+    !f.http_routes.is_empty() || f.url_path.is_some()
+}
+
+/// Feeds an HTTP event file to its function, as the Lambda runtime would.
+async fn invoke(app: &TestApp, file: &str, values: &[(&str, &str)]) -> TestResponse {
+    let function = function_for(&app.template, file);
+    let request = lambda_http::request::from_str(&fill(file, values)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let handler = app
+        .router
+        .http_function(&function.logical_id)
+        .unwrap_or_else(|| panic!("{file}: {} is not an HTTP function", function.logical_id));
+    let response = handler.call_dyn(request).await;
+    let status = response.status().as_u16();
+    let headers =
+        response.headers().iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+    let text = match response.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    TestResponse { status, headers, text, json }
+}
+
+/// Feeds an SQS event file to its consumer.
+async fn invoke_sqs(app: &TestApp, file: &str, values: &[(&str, &str)]) -> purse::runtime::SqsBatchResponse {
+    let function = function_for(&app.template, file);
+    let event: SqsEvent = serde_json::from_str(&fill(file, values)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let queue = &function.sqs_sources.first().unwrap_or_else(|| panic!("{file}: not an SQS function")).queue_logical_id;
+    let consumer = app.router.consumer(queue).unwrap_or_else(|| panic!("no consumer of {queue}"));
+    assert_eq!(consumer.function, function.logical_id);
+    consumer.handler.call_dyn(event).await
+}
+
+fn request_id_of(file: &str) -> Value {
+    let event: Value = serde_json::from_str(&fill_with_dummies(&read_event(file))).unwrap();
+    event["requestContext"]["requestId"].clone()
+}
+
+fn revio_url() -> String {
+    std::env::var("PURSE_REVIO_URL").expect("PURSE_REVIO_URL is not set: run the tests under tools/stack/with-stack.sh")
+}
+
+/// POSTs to the Revio sandbox's control API and returns its JSON answer.
+async fn sandbox(path: &str, body: Vec<u8>) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", revio_url()))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Revio sandbox {path}: {e}"));
+    assert!(response.status().is_success(), "Revio sandbox {path}: {}", response.status());
+    response.json().await.expect("sandbox answers JSON")
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str().unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+// ------------------------------------------------------------------------- shape, no emulator
+
+#[test]
+fn every_function_has_a_sample_event_and_every_sample_event_names_a_function() {
+    let files = event_files();
+    for binary in purse_local::registry::BINARIES {
+        assert!(files.iter().any(|f| f == &format!("{binary}.json")), "events/{binary}.json is missing");
+    }
+    for file in &files {
+        let binary = binary_of(file)
+            .unwrap_or_else(|| panic!("events/{file}: name it <binary>.json or <binary>.<variant>.json"));
+        assert!(purse_local::registry::BINARIES.contains(&binary), "events/{file}: no function is built as {binary}");
+    }
+    let mut exercised: Vec<String> = EXERCISED.iter().map(|s| (*s).to_owned()).collect();
+    exercised.sort();
+    assert_eq!(
+        files, exercised,
+        "every file in events/ must be fed to its function by a test in tests/integration/events.rs"
+    );
+}
+
+#[test]
+fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
+    let template = Template::project().unwrap();
+    for file in event_files() {
+        let function = function_for(&template, &file);
+        if !is_http(&function) {
+            continue;
+        }
+        let text = fill_with_dummies(&read_event(&file));
+        let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let context = &event["requestContext"];
+        assert_eq!(event["version"], "2.0", "{file}");
+        assert_eq!(event["isBase64Encoded"], false, "{file}");
+        assert_eq!(event["routeKey"], context["routeKey"], "{file}");
+        assert_eq!(event["rawPath"], context["http"]["path"], "{file}");
+        assert!(context["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{file}: requestContext.requestId");
+        assert!(context["timeEpoch"].is_i64(), "{file}: requestContext.timeEpoch");
+        let headers = event["headers"].as_object().unwrap_or_else(|| panic!("{file}: headers"));
+        for name in headers.keys() {
+            assert_eq!(name, &name.to_lowercase(), "{file}: API Gateway sends header names in lower case");
+        }
+        if event.get("body").is_some() {
+            assert_eq!(
+                headers.get("content-type").and_then(Value::as_str),
+                Some("application/json"),
+                "{file}: a body is JSON"
+            );
+        }
+        let method = str_of(&context["http"]["method"], "requestContext.http.method");
+        let route_key = str_of(&event["routeKey"], "routeKey");
+        let raw_path = str_of(&event["rawPath"], "rawPath");
+
+        if function.url_path.is_some() {
+            assert_eq!(route_key, "$default", "{file}: a Function URL event");
+            assert_eq!(context["stage"], "$default", "{file}");
+            assert_eq!(method, "POST", "{file}");
+            let signed = headers.contains_key("x-signature");
+            assert_eq!(signed, !file.contains(".unsigned."), "{file}: x-signature header");
+        } else {
+            let (route_method, route_path) =
+                function.http_routes.iter().find(|(m, p)| format!("{m} {p}") == route_key).unwrap_or_else(|| {
+                    panic!(
+                        "{file}: routeKey {route_key} is not a route of {} ({:?})",
+                        function.logical_id, function.http_routes
+                    )
+                });
+            assert_eq!(method, route_method, "{file}");
+            let stage = str_of(&context["stage"], "requestContext.stage");
+            // With a named stage, API Gateway puts it in front of the path.
+            let path = if stage == "$default" {
+                raw_path
+            } else {
+                raw_path.strip_prefix(&format!("/{stage}")).unwrap_or_else(|| panic!("{file}: rawPath lacks /{stage}"))
+            };
+            let params =
+                match_route(route_path, path).unwrap_or_else(|| panic!("{file}: {path} does not match {route_path}"));
+            let sent: BTreeMap<String, String> = event["pathParameters"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .unwrap_or_default();
+            assert_eq!(sent, params, "{file}: pathParameters");
+            let raw_query = str_of(&event["rawQueryString"], "rawQueryString");
+            let query: BTreeMap<String, String> = raw_query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .unwrap_or((p.to_owned(), String::new()))
+                })
+                .collect();
+            let sent: BTreeMap<String, String> = event["queryStringParameters"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .unwrap_or_default();
+            assert_eq!(sent, query, "{file}: queryStringParameters and rawQueryString agree");
+            let protected = !route_path.starts_with("/v1/auth/");
+            let authorization = headers.get("authorization").and_then(Value::as_str);
+            if protected && !file.contains(".no_token.") {
+                assert_eq!(
+                    authorization,
+                    Some("Bearer placeholder-access_token"),
+                    "{file}: Authorization: Bearer {{{{ACCESS_TOKEN}}}}"
+                );
+            } else {
+                assert_eq!(authorization, None, "{file}: no Authorization header");
+            }
+            if route_key == "POST /v1/deposits" {
+                assert_eq!(
+                    headers.contains_key("idempotency-key"),
+                    !file.contains(".no_idempotency_key."),
+                    "{file}: idempotency-key"
+                );
+            }
+        }
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{file}: lambda_http cannot parse it: {e}"));
+        assert_eq!(request.method().as_str(), method, "{file}");
+    }
+}
+
+#[test]
+fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
+    let template = Template::project().unwrap();
+    for file in event_files() {
+        let function = function_for(&template, &file);
+        let text = fill_with_dummies(&read_event(&file));
+        if !function.sqs_sources.is_empty() {
+            let event: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!event.records.is_empty(), "{file}: Records");
+            for record in &event.records {
+                assert!(record.message_id.as_deref().is_some_and(|id| !id.is_empty()), "{file}: messageId");
+                assert!(record.receipt_handle.as_deref().is_some_and(|h| !h.is_empty()), "{file}: receiptHandle");
+                assert_eq!(record.event_source.as_deref(), Some("aws:sqs"), "{file}");
+                let arn = record.event_source_arn.as_deref().unwrap_or_default();
+                let region = record.aws_region.as_deref().unwrap_or_default();
+                assert!(
+                    arn.starts_with(&format!("arn:aws:sqs:{region}:")) && !region.is_empty(),
+                    "{file}: eventSourceARN {arn} in awsRegion {region}"
+                );
+                assert!(
+                    record.attributes.get("ApproximateReceiveCount").is_some_and(|n| n.parse::<u32>().is_ok()),
+                    "{file}: ApproximateReceiveCount"
+                );
+            }
+            if !file.contains(".partial_failure.") {
+                for record in &event.records {
+                    let body = record.body.as_deref().unwrap_or_default();
+                    let queued: purse::service::webhooks::QueuedEvent = serde_json::from_str(body)
+                        .unwrap_or_else(|e| panic!("{file}: the body is not what the webhook queues: {e}"));
+                    assert_eq!(queued.event_type, "purchase.paid");
+                }
+            }
+        } else if !function.schedules.is_empty() {
+            let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(event["detail-type"], "Scheduled Event", "{file}");
+            assert_eq!(event["source"], "aws.events", "{file}");
+            assert!(
+                event["resources"][0].as_str().is_some_and(|r| r.starts_with("arn:aws:events:")),
+                "{file}: resources"
+            );
+            assert!(
+                event["time"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
+                "{file}: time"
+            );
+        } else {
+            assert!(is_http(&function), "{file}: {} has no trigger this test knows", function.logical_id);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------- fed to the functions
+
+#[tokio::test]
+async fn the_account_events_sign_up_sign_in_refresh_and_sign_out() {
+    let app = TestApp::spawn().await;
+
+    let registered = invoke(&app, "http_auth_register.json", &[]).await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    assert_eq!(registered.json["email"], "ada.lovelace@example.com");
+    let referral_code = str_of(&registered.json["referral_code"], "referral_code").to_owned();
+
+    let weak = invoke(&app, "http_auth_register.weak_password.json", &[]).await;
+    assert_eq!((weak.status, weak.code()), (400, "weak_password"), "{}", weak.text);
+    assert_eq!(weak.json["error"]["request_id"], request_id_of("http_auth_register.weak_password.json"));
+
+    let referred =
+        invoke(&app, "http_auth_register.with_referral_code.json", &[("REFERRAL_CODE", referral_code.as_str())]).await;
+    assert_eq!(referred.status, 201, "{}", referred.text);
+    assert_eq!(referred.json["email"], "charles.babbage@example.com");
+
+    let login = invoke(&app, "http_auth_login.json", &[]).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.json["token_type"], "Bearer");
+    let access = str_of(&login.json["access_token"], "access_token").to_owned();
+    let refresh = str_of(&login.json["refresh_token"], "refresh_token").to_owned();
+
+    let wrong = invoke(&app, "http_auth_login.wrong_password.json", &[]).await;
+    assert_eq!((wrong.status, wrong.code()), (401, "invalid_credentials"), "{}", wrong.text);
+
+    let me = invoke(&app, "http_me_get.json", &[("ACCESS_TOKEN", access.as_str())]).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json["id"], registered.json["id"]);
+    assert_eq!(me.json["email"], "ada.lovelace@example.com");
+
+    let anonymous = invoke(&app, "http_me_get.no_token.json", &[]).await;
+    assert_eq!((anonymous.status, anonymous.code()), (401, "unauthorized"), "{}", anonymous.text);
+
+    let wallet = invoke(&app, "http_wallet_get.json", &[("ACCESS_TOKEN", access.as_str())]).await;
+    assert_eq!(wallet.status, 200, "{}", wallet.text);
+    assert_eq!(wallet.json["currency"], "COIN");
+    assert_eq!(wallet.json["balance"], "0.00");
+
+    let rotated = invoke(&app, "http_auth_refresh.json", &[("REFRESH_TOKEN", refresh.as_str())]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let next = str_of(&rotated.json["refresh_token"], "refresh_token").to_owned();
+    assert_ne!(next, refresh, "a refresh token is single use");
+
+    let logout = invoke(&app, "http_auth_logout.json", &[("REFRESH_TOKEN", next.as_str())]).await;
+    assert_eq!(logout.status, 204, "{}", logout.text);
+    assert!(logout.text.is_empty());
+
+    let after = invoke(&app, "http_auth_refresh.json", &[("REFRESH_TOKEN", next.as_str())]).await;
+    assert_eq!((after.status, after.code()), (401, "session_revoked"), "{}", after.text);
+}
+
+#[tokio::test]
+async fn the_money_events_start_a_deposit_that_the_webhook_and_the_queue_settle() {
+    let app = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_user().await;
+    let token = str_of(&tokens["access_token"], "access_token").to_owned();
+    let auth = [("ACCESS_TOKEN", token.as_str())];
+
+    // POST /v1/deposits: a PENDING deposit with Revio's checkout page, exactly once.
+    let deposit = invoke(&app, "http_deposits_create.json", &auth).await;
+    assert_eq!(deposit.status, 201, "{}", deposit.text);
+    assert_eq!(deposit.json["type"], "DEPOSIT");
+    assert_eq!(deposit.json["status"], "PENDING");
+    assert_eq!(deposit.json["amount"], "25.00");
+    assert_eq!(deposit.json["currency"], "COIN");
+    assert_eq!(deposit.json["direction"], "credit");
+    let id = str_of(&deposit.json["id"], "id").to_owned();
+    let purchase = str_of(&deposit.json["reference"], "reference").to_owned();
+    let checkout = str_of(&deposit.json["checkout_url"], "checkout_url");
+    assert!(checkout.starts_with(&revio_url()) && checkout.contains(&purchase), "checkout_url {checkout}");
+
+    let replay = invoke(&app, "http_deposits_create.json", &auth).await;
+    assert_eq!(replay.status, 201, "{}", replay.text);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.json["id"], deposit.json["id"], "a retry with the same key is the same deposit");
+
+    let keyless = invoke(&app, "http_deposits_create.no_idempotency_key.json", &auth).await;
+    assert_eq!((keyless.status, keyless.code()), (400, "idempotency_key_required"), "{}", keyless.text);
+
+    // It shows up in the history, filtered or not.
+    for file in ["http_transactions_list.json", "http_transactions_list.filtered.json"] {
+        let page = invoke(&app, file, &auth).await;
+        assert_eq!(page.status, 200, "{file}: {}", page.text);
+        let items = page.json["items"].as_array().unwrap_or_else(|| panic!("{file}: items"));
+        assert_eq!(items.iter().filter(|t| t["id"] == id.as_str()).count(), 1, "{file}: {}", page.text);
+        assert!(page.json.get("next_cursor").is_some(), "{file}: next_cursor");
+    }
+    let pending = invoke(&app, "http_transactions_get.json", &[auth[0], ("TRANSACTION_ID", id.as_str())]).await;
+    assert_eq!(pending.status, 200, "{}", pending.text);
+    assert_eq!(pending.json["status"], "PENDING");
+    let unknown = purse::domain::ids::TransactionId::generate().to_string();
+    let missing = invoke(&app, "http_transactions_get.json", &[auth[0], ("TRANSACTION_ID", unknown.as_str())]).await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"), "{}", missing.text);
+
+    // The person pays at Revio; Revio's webhook reaches the Function URL, signed.
+    let paid = sandbox(&format!("/_sandbox/purchases/{purchase}/pay"), Vec::new()).await;
+    assert_eq!(paid["status"], "paid");
+    let ids = [("PURCHASE_ID", purchase.as_str()), ("TRANSACTION_ID", id.as_str())];
+    let unsigned_event: Value = serde_json::from_str(&substitute(&read_event("webhook_revio.json"), &ids)).unwrap();
+    let body = str_of(&unsigned_event["body"], "body").to_owned();
+    let signed = sandbox(&format!("/_sandbox/purchases/{purchase}/sign"), body.into_bytes()).await;
+    let signature = str_of(&signed["signature"], "signature").to_owned();
+    let with_signature = [ids[0], ids[1], ("REVIO_SIGNATURE", signature.as_str())];
+
+    let receipt = invoke(&app, "webhook_revio.json", &with_signature).await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    assert_eq!(receipt.json["received"], true);
+    assert_eq!(receipt.json["duplicate"], false);
+    let delivery = str_of(&receipt.json["delivery_id"], "delivery_id").to_owned();
+    assert!(delivery.starts_with("whd_"), "{delivery}");
+
+    let again = invoke(&app, "webhook_revio.json", &with_signature).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["duplicate"], true, "the same event is queued once");
+
+    let forged = invoke(&app, "webhook_revio.unsigned.json", &ids).await;
+    assert_eq!((forged.status, forged.code()), (401, "invalid_signature"), "{}", forged.text);
+
+    // The queue consumer confirms the purchase with Revio and credits the wallet.
+    let batch = invoke_sqs(
+        &app,
+        "sqs_revio_events.json",
+        &[("DELIVERY_ID", delivery.as_str()), ("PURCHASE_ID", purchase.as_str())],
+    )
+    .await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    let wallet = invoke(&app, "http_wallet_get.json", &auth).await;
+    assert_eq!(wallet.status, 200, "{}", wallet.text);
+    assert_eq!((wallet.json["balance"].as_str(), wallet.json["available"].as_str()), (Some("25.00"), Some("25.00")));
+    let completed = invoke(&app, "http_transactions_get.json", &[auth[0], ("TRANSACTION_ID", id.as_str())]).await;
+    assert_eq!(completed.json["status"], "COMPLETED", "{}", completed.text);
+    assert!(completed.json["completed_at"].is_string());
+    app.assert_ledger_balanced().await;
+
+    // The webhook log is for administrators only.
+    let refused =
+        invoke(&app, "http_admin_transaction_webhooks.json", &[auth[0], ("TRANSACTION_ID", id.as_str())]).await;
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"), "{}", refused.text);
+    let (email, password, profile) = app.register().await;
+    let admin_id = purse::domain::ids::UserId::parse(str_of(&profile["id"], "id")).unwrap();
+    purse::store::users::grant_role(&app.table, &admin_id, purse::domain::user::Role::Admin).await.unwrap();
+    let login = app.post("/v1/auth/login", &json!({"email": email, "password": password}), None).await;
+    let admin_token = str_of(&login.json["access_token"], "access_token").to_owned();
+    let log = invoke(
+        &app,
+        "http_admin_transaction_webhooks.json",
+        &[("ACCESS_TOKEN", admin_token.as_str()), ("TRANSACTION_ID", id.as_str())],
+    )
+    .await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    assert_eq!(log.json["transaction_id"], id.as_str());
+    let deliveries = log.json["deliveries"].as_array().expect("deliveries");
+    let outcome_of =
+        |delivery_id: &str| deliveries.iter().find(|d| d["delivery_id"] == delivery_id).map(|d| d["outcome"].clone());
+    assert_eq!(outcome_of(&delivery), Some(json!("APPLIED")), "{}", log.text);
+    let mut outcomes: Vec<&str> = deliveries.iter().filter_map(|d| d["outcome"].as_str()).collect();
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, ["APPLIED", "DUPLICATE", "REJECTED_SIGNATURE"], "{}", log.text);
+}
+
+#[tokio::test]
+async fn the_queue_consumer_acknowledges_unknown_purchases_and_reports_only_unreadable_messages() {
+    let app = TestApp::spawn().await;
+    let delivery = format!("whd_{}", ulid::Ulid::new());
+    let purchase = ulid::Ulid::new().to_string().to_lowercase();
+    let values = [("DELIVERY_ID", delivery.as_str()), ("PURCHASE_ID", purchase.as_str())];
+
+    // Revio answers 404 for the purchase: nothing to apply, nothing to retry.
+    let batch = invoke_sqs(&app, "sqs_revio_events.json", &values).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+
+    let file = "sqs_revio_events.partial_failure.json";
+    let event: SqsEvent = serde_json::from_str(&fill(file, &values)).unwrap();
+    let unreadable = event.records[0].message_id.clone().unwrap();
+    let batch = invoke_sqs(&app, file, &values).await;
+    let failed: Vec<&str> = batch.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [unreadable.as_str()], "only the unreadable message is redelivered");
+}
+
+#[tokio::test]
+async fn the_scheduled_event_runs_a_reconciliation_pass() {
+    let app = TestApp::spawn().await;
+    let file = "schedule_reconcile_deposits.json";
+    let event: Value = serde_json::from_str(&fill(file, &[])).unwrap();
+    assert_eq!(event["detail-type"], "Scheduled Event");
+    let function = function_for(&app.template, file);
+    let job =
+        app.router.job(&function.logical_id).unwrap_or_else(|| panic!("{} is not scheduled", function.logical_id));
+    let report = job.handler.run_dyn().await.expect("a reconciliation pass runs");
+    for counter in ["examined", "credited", "failed", "still_pending", "abandoned", "needs_review", "errors"] {
+        assert_eq!(report[counter], 0, "{counter} on a fresh stack: {report}");
+    }
+}
