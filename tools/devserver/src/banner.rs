@@ -13,6 +13,8 @@ pub struct Summary {
     pub webhooks: Vec<(String, String)>,
     /// (queue name, function, batch size) of every polled queue.
     pub queues: Vec<(String, String, u32)>,
+    /// (function, schedule expression) of every scheduled job.
+    pub jobs: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -29,6 +31,7 @@ impl Summary {
                 .iter()
                 .map(|c| (crate::sqs::queue_name(&c.queue_url).to_owned(), c.function.clone(), c.batch_size))
                 .collect(),
+            jobs: router.jobs.iter().map(|j| (j.function.clone(), j.schedule.clone())).collect(),
         }
     }
 }
@@ -59,6 +62,13 @@ pub fn banner(base_url: &str, emulator: &str, prefix: &str, summary: &Summary) -
     if summary.queues.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
+    let _ = writeln!(out, "Scheduled jobs:");
+    for (function, schedule) in &summary.jobs {
+        let _ = writeln!(out, "  {schedule}  -> {function}");
+    }
+    if summary.jobs.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
     let creds = r#"'{"email":"ada@example.com","password":"correct-horse-battery"}'"#;
     let json = "-H 'content-type: application/json'";
     let _ = writeln!(out, "\nTry it:");
@@ -70,6 +80,12 @@ pub fn banner(base_url: &str, emulator: &str, prefix: &str, summary: &Summary) -
     );
     let _ = writeln!(out, "  curl -s $B/v1/me -H \"Authorization: Bearer $TOKEN\"");
     let _ = writeln!(out, "  curl -s $B/v1/wallet -H \"Authorization: Bearer $TOKEN\"");
+    let _ = writeln!(out, "\nBuy coins (open checkout_url in a browser and click Pay, then read the wallet again):");
+    let _ = writeln!(
+        out,
+        "  curl -s -X POST $B/v1/deposits {json} -H \"Authorization: Bearer $TOKEN\" -H \"Idempotency-Key: $(date +%s%N)\" -d '{{\"amount\":\"25.00\"}}'"
+    );
+    let _ = writeln!(out, "  curl -s $B/v1/transactions -H \"Authorization: Bearer $TOKEN\"");
     let _ = writeln!(out, "\nCtrl-C to stop.");
     out
 }
@@ -86,6 +102,7 @@ mod tests {
             ],
             webhooks: vec![("/webhooks/revio".into(), "RevioWebhookFunction".into())],
             queues: vec![("purse-dev-RevioEventsQueue".into(), "RevioEventsConsumer".into(), 10)],
+            jobs: vec![("ReconcileDepositsFunction".into(), "rate(5 minutes)".into())],
         }
     }
 
@@ -97,6 +114,7 @@ mod tests {
         assert!(text.contains("GET    /v1/me             -> MeGetFunction"), "{text}");
         assert!(text.contains("http://127.0.0.1:3000/webhooks/revio  -> RevioWebhookFunction"));
         assert!(text.contains("purse-dev-RevioEventsQueue  -> RevioEventsConsumer (batch 10)"));
+        assert!(text.contains("rate(5 minutes)  -> ReconcileDepositsFunction"));
     }
 
     #[test]
@@ -105,6 +123,7 @@ mod tests {
         for needle in ["/v1/auth/register", "/v1/auth/login", "access_token", "/v1/me", "/v1/wallet", "Bearer $TOKEN"] {
             assert!(text.contains(needle), "missing {needle}");
         }
-        assert_eq!(text.matches("(none)").count(), 3);
+        assert_eq!(text.matches("(none)").count(), 4);
+        assert!(text.contains("/v1/deposits") && text.contains("Idempotency-Key"));
     }
 }

@@ -107,6 +107,9 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if method == http::Method::GET && path.starts_with(RETURN_PAGE_PREFIX) {
+        return return_page(&path, req.uri().query().unwrap_or(""));
+    }
     let resp = match read_request(req, peer, MAX_REQUEST_BYTES).await {
         Ok(raw) => match tokio::spawn(async move { router.dispatch(raw).await }).await {
             Ok(resp) => to_hyper(resp),
@@ -120,6 +123,35 @@ where
     };
     tracing::info!("{method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
     resp
+}
+
+/// Where the local stack's `FrontendUrl` points, so Revio's checkout has somewhere to send the
+/// browser back to (`/dev/wallet/deposits/<id>?result=paid`). Not part of the API.
+pub const RETURN_PAGE_PREFIX: &str = "/dev/";
+
+/// The page a browser lands on after the sandbox checkout: what happened and how to check it.
+fn return_page(path: &str, query: &str) -> HyperResponse {
+    let id: String = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    let result = if query.contains("result=paid") { "paid" } else { "not paid" };
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>Purse (dev)</title>\
+         <h1>Back from the Revio checkout: {result}</h1>\
+         <p>Deposit <code>{id}</code>. Revio's webhook settles it in the background; check it with</p>\
+         <pre>curl -s $B/v1/transactions/{id} -H \"Authorization: Bearer $TOKEN\"\ncurl -s $B/v1/wallet -H \"Authorization: Bearer $TOKEN\"</pre>\
+         <p>This page exists only under <code>make dev</code>; in production the frontend serves it.</p>"
+    );
+    hyper::Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
 /// An answer from the gateway itself, in the API's error shape.

@@ -20,6 +20,7 @@
 pub mod banner;
 pub mod config;
 pub mod gateway;
+pub mod schedule;
 pub mod sqs;
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.

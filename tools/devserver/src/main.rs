@@ -7,7 +7,7 @@
 use purse_devserver::banner::{banner, Summary};
 use purse_devserver::config::{Config, ConfigError};
 use purse_devserver::sqs::Poller;
-use purse_devserver::{gateway, shutdown_signal};
+use purse_devserver::{gateway, schedule, shutdown_signal};
 use purse_local::provision::{self, ProvisionError};
 use purse_local::router::{Router, RouterError};
 use purse_local::template::{Template, TemplateError};
@@ -79,6 +79,16 @@ async fn run() -> Result<(), StartError> {
     for consumer in &router.consumers {
         let poller = Poller { consumer: consumer.clone(), client: sqs.clone(), region: region.clone() };
         pollers.spawn(poller.run(stop_rx.clone()));
+    }
+    for job in &router.jobs {
+        match schedule::rate_period(&job.schedule) {
+            Some(period) => {
+                pollers.spawn(schedule::run(job.clone(), period, stop_rx.clone()));
+            }
+            None => {
+                tracing::warn!(function = %job.function, schedule = %job.schedule, "only rate(...) schedules run locally")
+            }
+        }
     }
 
     let cut = gateway::serve(listener, router.clone(), shutdown_signal(), REQUEST_GRACE).await;
