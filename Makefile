@@ -3,7 +3,7 @@
 #   make test  - everything CI checks
 SHELL := /bin/bash
 
-.PHONY: dev test bench audit
+.PHONY: dev test bench admin
 
 dev:
 	@bash tools/dev.sh
@@ -14,3 +14,11 @@ test:
 # Cold-start and size of one release function binary (see docs/benchmarks.md).
 bench:
 	@bash tools/bench/run.sh
+
+# Operator commands against the `make dev` stack, e.g. make admin ARGS="grant-admin ada@example.com"
+admin:
+	@PURSE_TABLE=purse-dev-PurseTable REVIO_BASE_URL=http://127.0.0.1:$${PURSE_REVIO_PORT:-4580} \
+	 REVIO_SECRET_ID=purse-dev-RevioApiSecret \
+	 AWS_ENDPOINT_URL=http://127.0.0.1:$${PURSE_EMULATOR_PORT:-4566} AWS_REGION=us-east-1 \
+	 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+	 cargo run -q -p purse-admin -- $(ARGS)
