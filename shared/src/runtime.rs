@@ -154,20 +154,23 @@ impl<F: HttpFunction> DynHttpFunction for Loaded<F> {
     }
 }
 
+/// The cold start every Lambda binary shares: logging, configuration, and the function's own
+/// initialisation, whose failure is logged before Lambda reports it.
+async fn cold_start<T, Fut>(init: impl FnOnce(InitContext) -> Fut) -> Result<T, InitError>
+where
+    Fut: Future<Output = Result<T, InitError>>,
+{
+    crate::telemetry::init();
+    let ctx = InitContext::from_process().await;
+    init(ctx).await.inspect_err(|e| tracing::error!(error = %e, "function failed to initialise"))
+}
+
 /// Initialises `F` from the process environment and serves it on the Lambda runtime API.
 ///
 /// # Errors
 /// Initialisation errors (logged, then returned so Lambda reports an init failure).
 pub async fn run_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
-    crate::telemetry::init();
-    let ctx = InitContext::from_process().await;
-    let loaded = match Loaded::<F>::init(&ctx).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "function failed to initialise");
-            return Err(e.into());
-        }
-    };
+    let loaded = cold_start(|ctx| async move { Loaded::<F>::init(&ctx).await }).await?;
     let loaded = &loaded;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         Ok::<_, std::convert::Infallible>(loaded.call(req).await)
@@ -250,15 +253,7 @@ impl<F: SqsFunction> DynSqsFunction for LoadedSqs<F> {
 /// # Errors
 /// Initialisation errors (logged, then returned so Lambda reports an init failure).
 pub async fn run_sqs<F: SqsFunction>() -> Result<(), lambda_runtime::Error> {
-    crate::telemetry::init();
-    let ctx = InitContext::from_process().await;
-    let function = match F::init(&ctx).await {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, "function failed to initialise");
-            return Err(e.into());
-        }
-    };
+    let function = cold_start(|ctx| async move { F::init(&ctx).await }).await?;
     let function = &function;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(handle_batch(function, event.payload).await)
@@ -315,15 +310,7 @@ impl<F: ScheduledFunction> DynScheduledFunction for LoadedScheduled<F> {
 /// # Errors
 /// Initialisation errors.
 pub async fn run_scheduled<F: ScheduledFunction>() -> Result<(), lambda_runtime::Error> {
-    crate::telemetry::init();
-    let ctx = InitContext::from_process().await;
-    let function = match F::init(&ctx).await {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, "function failed to initialise");
-            return Err(e.into());
-        }
-    };
+    let function = cold_start(|ctx| async move { F::init(&ctx).await }).await?;
     let function = &function;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {

@@ -49,16 +49,7 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn get_account(table: &Table, id: &AccountId) -> Result<Option<Account>, StoreError> {
-    let out = table
-        .client
-        .get_item()
-        .table_name(&table.name)
-        .set_key(Some(account_key(id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    out.item.as_ref().map(account_from_item).transpose()
+    crate::store::get_item(table, account_key(id)).await?.as_ref().map(account_from_item).transpose()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -68,8 +59,8 @@ pub async fn get_account(table: &Table, id: &AccountId) -> Result<Option<Account
 use super::transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 use crate::domain::ids::TransactionId;
 use crate::money::Amount;
-use crate::store::{cancellation_reasons, now_rfc3339};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use crate::store::{cancellation_reasons, get_item, now_rfc3339, put_new};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 /// Shards of the index of PENDING movements that reconciliation walks.
 pub const PENDING_INDEX_SHARDS: u32 = 8;
@@ -183,29 +174,7 @@ pub fn transaction_from_item(item: &Item) -> Result<Transaction, StoreError> {
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn get_transaction(table: &Table, id: &TransactionId) -> Result<Option<Transaction>, StoreError> {
-    let out = table
-        .client
-        .get_item()
-        .table_name(&table.name)
-        .set_key(Some(transaction_key(id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    out.item.as_ref().map(transaction_from_item).transpose()
-}
-
-fn put_new(table: &Table, item: Item) -> Result<TransactWriteItem, StoreError> {
-    Ok(TransactWriteItem::builder()
-        .put(
-            Put::builder()
-                .table_name(&table.name)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(StoreError::dynamo)?,
-        )
-        .build())
+    get_item(table, transaction_key(id)).await?.as_ref().map(transaction_from_item).transpose()
 }
 
 /// How a posting changes one account.
@@ -550,16 +519,7 @@ pub async fn transaction_by_reference(
     provider: &str,
     reference: &str,
 ) -> Result<Option<TransactionId>, StoreError> {
-    let out = table
-        .client
-        .get_item()
-        .table_name(&table.name)
-        .set_key(Some(key(format!("REF#{provider}#{reference}"), "REF")))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    match out.item {
+    match get_item(table, key(format!("REF#{provider}#{reference}"), "REF")).await? {
         Some(item) => Ok(TransactionId::parse(item.str("transaction_id")?).ok()),
         None => Ok(None),
     }

@@ -68,6 +68,37 @@ impl Table {
     }
 }
 
+/// A transaction item that creates `item` only if no item with its key exists.
+///
+/// # Errors
+/// [`StoreError`] when the request cannot be built.
+pub fn put_new(table: &Table, item: item::Item) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(&table.name)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(StoreError::dynamo)?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder().put(put).build())
+}
+
+/// One item by key, read consistently.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn get_item(table: &Table, key: item::Item) -> Result<Option<item::Item>, StoreError> {
+    let out = table
+        .client
+        .get_item()
+        .table_name(&table.name)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    Ok(out.item)
+}
+
 /// The per-item reasons of a cancelled `TransactWriteItems`, in request order
 /// (`"ConditionalCheckFailed"`, `"None"`, `"TransactionConflict"`, ...), or `None` when the
 /// error is not a cancellation.

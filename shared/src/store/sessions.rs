@@ -6,10 +6,10 @@
 //! whole session is revoked, so the thief's and the owner's tokens both stop working.
 
 use super::item::{key, n, s, Item, ItemExt};
-use super::{cancellation_reasons, now_epoch, now_rfc3339, StoreError, Table};
+use super::{cancellation_reasons, get_item as get, now_epoch, now_rfc3339, put_new as put, StoreError, Table};
 use crate::auth::tokens::REFRESH_TOKEN_TTL_SECONDS;
 use crate::domain::ids::{SessionId, UserId};
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
 
 /// Why a refresh token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +50,6 @@ fn token_item(hash: &str, user: &UserId, session: &SessionId, now: i64) -> Item 
     item
 }
 
-fn put(table: &Table, item: Item) -> Result<TransactWriteItem, StoreError> {
-    Ok(TransactWriteItem::builder()
-        .put(
-            Put::builder()
-                .table_name(&table.name)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(StoreError::dynamo)?,
-        )
-        .build())
-}
-
 /// Starts a session with its first refresh token (stored by hash).
 ///
 /// # Errors
@@ -83,19 +70,6 @@ pub async fn start(table: &Table, user: &UserId, session: &SessionId, token_hash
         .await
         .map_err(StoreError::dynamo)?;
     Ok(())
-}
-
-async fn get(table: &Table, key: Item) -> Result<Option<Item>, StoreError> {
-    Ok(table
-        .client
-        .get_item()
-        .table_name(&table.name)
-        .set_key(Some(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?
-        .item)
 }
 
 /// Exchanges the token with hash `old_hash` for the token with hash `new_hash`.

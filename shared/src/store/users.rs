@@ -1,12 +1,12 @@
 //! Users, their unique e-mails and referral codes, sign-in throttling.
 
 use super::item::{key, n, s, Item, ItemExt};
-use super::{cancellation_reasons, now_epoch, now_rfc3339, StoreError, Table};
+use super::{cancellation_reasons, get_item as get, now_epoch, now_rfc3339, put_new, StoreError, Table};
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, KycStatus, ReferralCode, Role};
 use crate::ledger::AccountId;
 use crate::money::Currency;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
 
 /// A stored user (the password hash is kept apart, in [`Credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,16 +63,6 @@ fn email_pk(email: &Email) -> String {
 }
 fn refcode_pk(code: &ReferralCode) -> String {
     format!("REFCODE#{}", code.as_str())
-}
-
-fn put_new(table: &Table, item: Item) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(&table.name)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(StoreError::dynamo)?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 /// Creates the user, the e-mail and referral-code claims, the wallet, and the referral record in
@@ -173,19 +163,6 @@ fn user_from_item(item: &Item) -> Result<User, StoreError> {
         referred_by: item.opt_str("referred_by_user_id").and_then(|u| UserId::parse(u).ok()),
         created_at: item.str("created_at")?.to_owned(),
     })
-}
-
-async fn get(table: &Table, key: Item) -> Result<Option<Item>, StoreError> {
-    let out = table
-        .client
-        .get_item()
-        .table_name(&table.name)
-        .set_key(Some(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    Ok(out.item)
 }
 
 /// The user with this id.
