@@ -398,3 +398,38 @@ async fn an_event_that_cannot_be_applied_is_retried_and_parked_in_the_dead_lette
     assert_eq!(status_of(&app, &token, &txn).await, "PENDING", "nothing half-applied");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_purchase_whose_amount_differs_from_the_deposit_credits_nothing() {
+    let app = TestApp::spawn_serving().await;
+    let sandbox = Sandbox::new();
+    let (user, token) = app.user_token().await;
+    // A PENDING deposit of 80.00 whose purchase reference was never recorded (creation died
+    // after Revio answered): the purchase naming it is the only link.
+    let id = purse::domain::ids::UserId::parse(&user).unwrap();
+    let deposit = purse::ledger::NewTransaction {
+        id: purse::domain::ids::TransactionId::generate(),
+        user_id: id.clone(),
+        kind: purse::ledger::TransactionType::Deposit,
+        amount: purse::money::Amount::parse("80.00", purse::money::Currency::Coin).unwrap(),
+        currency: purse::money::Currency::Coin,
+        debit: purse::ledger::Side::System(purse::ledger::SystemAccount::RevioClearing),
+        credit: purse::ledger::Side::Account(purse::ledger::AccountId::wallet(&id)),
+        description: "deposit".into(),
+        reference: None,
+    };
+    purse::ledger::store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    let txn = deposit.id.to_string();
+
+    let purchase =
+        sandbox.create_purchase(800, &txn, &format!("{}/webhooks/revio", app.base_url.as_ref().unwrap())).await;
+    sandbox.pay(purchase["id"].as_str().unwrap()).await;
+    wait_for_status(&app, &token, &txn, "FAILED").await;
+    let view = app.get(&format!("/v1/transactions/{txn}"), Some(&token)).await;
+    assert_eq!(view.json["failure_reason"], "amount_mismatch");
+    let admin = admin_token(&app).await;
+    let log = webhook_log(&app, &admin, &txn).await;
+    assert!(log.iter().any(|d| d["outcome"] == "AMOUNT_MISMATCH"), "{log:#?}");
+    assert_eq!(app.wallet_of(&user).await.0, "0.00");
+    app.assert_ledger_balanced().await;
+}

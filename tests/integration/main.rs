@@ -5,6 +5,7 @@
 mod auth;
 mod deposits;
 mod events;
+mod history;
 mod idempotency;
 mod ledger;
 mod logs;
