@@ -53,6 +53,20 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// Reads a function's answer.
+    pub fn from_response(resp: lambda_http::Response<Body>) -> Self {
+        let status = resp.status().as_u16();
+        let headers =
+            resp.headers().iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+        let text = match resp.body() {
+            Body::Text(t) => t.clone(),
+            Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        TestResponse { status, headers, text, json }
+    }
+
     /// The error code of an error answer.
     pub fn code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or("")
@@ -166,17 +180,7 @@ impl TestApp {
             body: body.to_vec(),
             source_ip: "127.0.0.1".into(),
         };
-        let resp = self.router.dispatch(raw).await;
-        let status = resp.status().as_u16();
-        let headers =
-            resp.headers().iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
-        let text = match resp.body() {
-            Body::Text(t) => t.clone(),
-            Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, text, json }
+        TestResponse::from_response(self.router.dispatch(raw).await)
     }
 
     /// POSTs JSON, with a bearer token when given.

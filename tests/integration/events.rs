@@ -6,7 +6,6 @@
 //! The tests that invoke functions need the emulator and the Revio sandbox
 //! (`tools/stack/with-stack.sh`).
 
-use lambda_http::Body;
 use purse::runtime::SqsEvent;
 use purse_local::apigw::match_route;
 use purse_local::template::{project_root, FunctionSpec, Template};
@@ -114,17 +113,7 @@ async fn invoke(app: &TestApp, file: &str, values: &[(&str, &str)]) -> TestRespo
         .router
         .http_function(&function.logical_id)
         .unwrap_or_else(|| panic!("{file}: {} is not an HTTP function", function.logical_id));
-    let response = handler.call_dyn(request).await;
-    let status = response.status().as_u16();
-    let headers =
-        response.headers().iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
-    let text = match response.body() {
-        Body::Text(t) => t.clone(),
-        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    };
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    TestResponse { status, headers, text, json }
+    TestResponse::from_response(handler.call_dyn(request).await)
 }
 
 /// Feeds an SQS event file to its consumer.
