@@ -11,7 +11,7 @@ dev:
 test:
 	@bash tools/test.sh
 
-# Cold-start and size of one release function binary (see docs/benchmarks.md).
+# Cold start, binary size and DynamoDB cost per deposit settlement (see docs/benchmarks.md).
 bench:
 	@bash tools/bench/run.sh
 
