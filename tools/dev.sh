@@ -20,6 +20,24 @@ echo "building the dev server (first build takes a few minutes)..."
 cargo build -p purse-devserver
 
 trap 'bash tools/stack/down.sh >/dev/null 2>&1 || true' EXIT
+# PURSE_EMULATOR_FAULTS (e.g. conflict=0.1,throttle=0.05,lost_response=0.02,seed=7) reaches the
+# emulator through the environment. up.sh leaves an already running stack alone, so also set
+# the emulator's global faults explicitly: the environment of this run is what applies.
 bash tools/stack/up.sh
+.venv/bin/python - "$AWS_ENDPOINT_URL/_emulator/faults" "${PURSE_EMULATOR_FAULTS:-}" <<'PY'
+import json, sys, urllib.error, urllib.request
+url, spec = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, data=json.dumps({"spec": spec}).encode(), method="POST",
+                             headers={"Content-Type": "application/json"})
+try:
+    config = json.load(urllib.request.urlopen(req, timeout=10))["config"]
+except urllib.error.HTTPError as e:
+    sys.exit(f"dev.sh: bad PURSE_EMULATOR_FAULTS={spec!r}: {json.load(e).get('error')}")
+if config:
+    print("dev.sh: emulator fault injection ON: "
+          + ",".join(f"{k}={config[k]:g}" for k in ("conflict", "throttle", "internal", "lost_response") if config[k])
+          + f",seed={config['seed']} (DynamoDB/SQS calls fail on purpose; "
+          + f"change with POST {url} {{\"spec\": \"off\"}})", file=sys.stderr)
+PY
 # Fresh state every run: the emulator keeps everything in memory.
 target/debug/purse-devserver

@@ -30,9 +30,15 @@ Merchant API (like https://gate.reviopay.com/api/v1/)
       products, total}, reference, success_redirect, failure_redirect,
       success_callback, checkout_url, created_on, updated_on} (unix seconds).
   GET  /api/v1/purchases/<id>/    the purchase, 404 JSON if unknown.
+  POST /api/v1/purchases/<id>/cancel/   status created -> cancelled (the payer can
+      no longer pay); answers the purchase; 409 if not created. No webhook.
+  POST /api/v1/purchases/<id>/refund/   status paid -> refunded (full refund);
+      answers the purchase; 409 if not paid. Webhook ``purchase.refunded``.
   GET  /api/v1/public_key/        PEM (SubjectPublicKeyInfo) of the signing key,
       ``text/plain``, no auth needed.
   Errors are JSON ``{"error": code, "message": text, "fields"?: {path: text}}``.
+  Statuses: created, paid, error (payment failed), cancelled, expired, refunded,
+  chargeback. A transition from the wrong status answers 409 ``conflict``.
 
 Hosted checkout (what the payer's browser sees)
   GET  /p/<id>/          HTML page with amount, currency and "Pay" / "Decline".
@@ -42,10 +48,15 @@ Hosted checkout (what the payer's browser sees)
   failure_redirect when set, else a result page.
 
 Webhooks
-  On pay / decline the purchase JSON plus ``event_type`` (``purchase.paid`` or
-  ``purchase.payment_failure``) is POSTed, from a background thread, to the
-  purchase's success_callback (if set) and to REVIO_SANDBOX_WEBHOOK_URL (if set),
-  each an independent delivery. Headers: ``Content-Type: application/json`` and
+  On these transitions the purchase JSON (with its new status) plus ``event_type``
+  is POSTed, from a background thread, to the purchase's success_callback (if
+  set) and to REVIO_SANDBOX_WEBHOOK_URL (if set), each an independent delivery:
+    pay -> ``purchase.paid``            decline -> ``purchase.payment_failure``
+    refund -> ``purchase.refunded``     chargeback -> ``purchase.chargeback``
+  cancel and expire send NO webhook: the merchant cancelled itself, and expiry is
+  silent on purpose (providers like Revio do not always notify it), so only
+  reading the purchase (reconciliation) finds it.
+  Headers: ``Content-Type: application/json`` and
   ``X-Signature: base64(RSA PKCS#1 v1.5 SHA-256 signature over the raw body)``.
   A connection error or non-2xx answer is retried after
   base * 2^n ms (n = 0, 1, ...) times a random jitter factor in [0.8, 1.2], up to
@@ -55,12 +66,19 @@ Sandbox control API (no auth, JSON in and out, only under /_sandbox/)
   GET  /_sandbox/health                    {"ok": true}
   POST /_sandbox/purchases/<id>/pay        like clicking Pay; the purchase JSON (409 if not created)
   POST /_sandbox/purchases/<id>/decline    like clicking Decline
+  POST /_sandbox/purchases/<id>/refund     paid -> refunded, webhook ``purchase.refunded``
+        (as if refunded in Revio's dashboard; the purchase JSON, 409 if not paid)
+  POST /_sandbox/purchases/<id>/chargeback paid -> chargeback, webhook
+        ``purchase.chargeback`` (the payer's bank reversed it; 409 if not paid)
+  POST /_sandbox/purchases/<id>/expire     created -> expired, NO webhook (the
+        checkout timed out; 409 if not created)
   POST /_sandbox/purchases/<id>/deliver    {"event_type"?, "times"?: 1, "concurrent"?: false,
         "status"?: override, "url"?: target} (re)send the webhook ``times`` times to
         every target (or only ``url``), synchronously, no retries, no faults; with
         ``concurrent`` all sends are released at once by a barrier. ``status``
         overrides the status in the sent body only (stale / out-of-order events);
-        stored state is unchanged. ``event_type`` defaults from the stored status.
+        stored state is unchanged. ``event_type`` defaults from the stored status
+        (paid, error, refunded, chargeback; required for other statuses).
         Answers {"status_codes": [...], "results": [{url, status_code | error}]};
         a connection error shows as null in status_codes.
   POST /_sandbox/purchases/<id>/sign       any raw body -> {"signature": base64}
@@ -108,6 +126,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"}
+
+# action -> (required status, new status, webhook event or None)
+TRANSITIONS: dict[str, tuple[str, str, str | None]] = {
+    "pay": ("created", "paid", "purchase.paid"),
+    "decline": ("created", "error", "purchase.payment_failure"),
+    "cancel": ("created", "cancelled", None),
+    "expire": ("created", "expired", None),  # Revio does not always notify expiry
+    "refund": ("paid", "refunded", "purchase.refunded"),
+    "chargeback": ("paid", "chargeback", "purchase.chargeback"),
+}
+# stored status -> the event a manual /deliver sends by default
+STATUS_EVENTS = {to: event for _, to, event in TRANSITIONS.values() if event}
 
 
 def log(msg: str) -> None:
@@ -293,18 +323,21 @@ class Sandbox:
             return json.loads(json.dumps(p))
 
     def transition(self, pid: str, action: str) -> dict[str, Any]:
-        """pay / decline a purchase in state created; schedules the webhooks."""
-        new_status, event = ("paid", "purchase.paid") if action == "pay" else ("error", "purchase.payment_failure")
+        """Apply one of TRANSITIONS to a purchase; schedules its webhooks, if any."""
+        from_status, new_status, event = TRANSITIONS[action]
         with self.lock:
             p = self.purchases.get(pid)
             if p is None:
                 raise ApiError(404, "not_found", "no such purchase")
-            if p["status"] != "created":
-                raise ApiError(409, "conflict", f"purchase is already {p['status']}")
+            if p["status"] != from_status:
+                if from_status == "created":
+                    raise ApiError(409, "conflict", f"purchase is already {p['status']}")
+                raise ApiError(409, "conflict", f"purchase is {p['status']}, not {from_status}")
             p["status"] = new_status
             p["updated_on"] = int(time.time())
             snapshot = json.loads(json.dumps(p))
-        self.emit(snapshot, event)
+        if event:
+            self.emit(snapshot, event)
         return snapshot
 
     # -- webhooks ----------------------------------------------------------
@@ -384,8 +417,7 @@ class Sandbox:
         if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1000:
             raise ApiError(400, "invalid_request", "times must be an integer in 1..1000")
         # default event from the stored status, before any override
-        event = req.get("event_type") or {"paid": "purchase.paid",
-                                          "error": "purchase.payment_failure"}.get(purchase["status"])
+        event = req.get("event_type") or STATUS_EVENTS.get(purchase["status"])
         if "status" in req:
             if not isinstance(req["status"], str):
                 raise ApiError(400, "invalid_request", "status must be a string")
@@ -462,9 +494,10 @@ def checkout_page(p: dict[str, Any]) -> bytes:
 
 
 # -- HTTP -------------------------------------------------------------------
-PURCHASE_RE = re.compile(r"^/api/v1/purchases/([0-9a-fA-F-]{1,64})/?$")
+PURCHASE_RE = re.compile(r"^/api/v1/purchases/([0-9a-fA-F-]{1,64})(?:/(cancel|refund))?/?$")
 CHECKOUT_RE = re.compile(r"^/p/([0-9a-fA-F-]{1,64})/?(pay|decline)?/?$")
-SANDBOX_PURCHASE_RE = re.compile(r"^/_sandbox/purchases/([0-9a-fA-F-]{1,64})(?:/(pay|decline|deliver|sign))?/?$")
+SANDBOX_PURCHASE_RE = re.compile(
+    r"^/_sandbox/purchases/([0-9a-fA-F-]{1,64})(?:/(pay|decline|refund|chargeback|expire|deliver|sign))?/?$")
 
 
 class Server(ThreadingHTTPServer):
@@ -575,9 +608,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         m = PURCHASE_RE.match(path)
         if m:
-            if method != "GET":
-                raise ApiError(405, "method_not_allowed", "use GET")
-            self._json(200, sb.get_purchase(m.group(1)))
+            pid, action = m.group(1), m.group(2)
+            if action is None:
+                if method != "GET":
+                    raise ApiError(405, "method_not_allowed", "use GET")
+                self._json(200, sb.get_purchase(pid))
+            elif method != "POST":
+                raise ApiError(405, "method_not_allowed", "use POST")
+            else:  # cancel, refund
+                self._json(200, sb.transition(pid, action))
             return
         raise ApiError(404, "not_found", "no such endpoint")
 
@@ -631,7 +670,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, sb.get_purchase(pid))
             elif method != "POST" or action is None:
                 raise ApiError(405, "method_not_allowed", "use POST")
-            elif action in ("pay", "decline"):
+            elif action in ("pay", "decline", "refund", "chargeback", "expire"):
                 self._json(200, sb.transition(pid, action))
             elif action == "deliver":
                 self._json(200, sb.manual_deliver(pid, self._body_json(raw)))
