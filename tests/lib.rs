@@ -261,6 +261,43 @@ impl TestApp {
     }
 }
 
+/// Fault injection in the emulator for one app's resources (`tools/stack/emulator.py`): every
+/// request naming the app's prefix (its tables and queues) is subject to the faults; other
+/// tests running at the same time are not.
+impl TestApp {
+    fn emulator_url() -> String {
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL")
+    }
+
+    /// Turns faults on for this app, e.g. `conflict=0.1,throttle=0.07,internal=0.04,lost_response=0.04,seed=7`.
+    pub async fn set_faults(&self, spec: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_emulator/faults", Self::emulator_url()))
+            .json(&serde_json::json!({"spec": spec, "scope": self.stack.prefix}))
+            .send()
+            .await
+            .expect("emulator reachable");
+        assert!(r.status().is_success(), "set faults {spec}: {}", r.text().await.unwrap_or_default());
+    }
+
+    /// Turns this app's faults off (its counters are kept for [`TestApp::fault_report`]).
+    pub async fn faults_off(&self) {
+        self.set_faults("off").await;
+    }
+
+    /// What the emulator injected for this app: `{"injected": {...}, "requests": n, "by_operation": {...}, "token_replays": n}`.
+    pub async fn fault_report(&self) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/_emulator/faults?scope={}", Self::emulator_url(), self.stack.prefix))
+            .send()
+            .await
+            .expect("emulator reachable")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
 /// Tests that change the Revio sandbox's faults (which every test shares) hold this lock for
 /// writing; every other test that talks to the sandbox holds it for reading.
 pub static SANDBOX: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());

@@ -22,5 +22,8 @@ export SAM_CLI_TELEMETRY=0
 "$root/.venv-lint/bin/cfn-lint" template.yaml
 "$root/.venv-lint/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
 
-step "unit and integration tests (emulator + Revio sandbox)"
+step "emulator fault injection (tools/stack/test_emulator_faults.py)"
+"$root/.venv/bin/python" -m unittest discover -s tools/stack -p 'test_*.py'
+
+step "unit and integration tests (emulator + Revio sandbox, chaos suite on fixed seeds)"
 bash tools/stack/with-stack.sh cargo test --workspace --locked

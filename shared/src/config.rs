@@ -82,9 +82,17 @@ impl Env {
 /// Loads the AWS SDK configuration (region, credentials, endpoint override) once.
 ///
 /// `AWS_ENDPOINT_URL` and the per-service variants are honoured by the SDK itself, which is how
-/// the local emulator is reached.
+/// the local emulator is reached. Every client built from it retries throttling, 5xx and
+/// timeouts in standard mode with [`crate::retry::SDK_MAX_ATTEMPTS`] attempts and short,
+/// jittered backoff (see [`crate::retry`]); DynamoDB clients add their own time bounds
+/// ([`crate::store::dynamodb_client`]).
 pub async fn load_aws() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    use crate::retry::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(SDK_INITIAL_BACKOFF)
+        .with_max_backoff(SDK_MAX_BACKOFF);
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await
 }
 
 #[cfg(test)]

@@ -20,12 +20,15 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Internal cause, logged for 5xx, never sent.
     pub cause: Option<String>,
+    /// A 5xx that repeating the request will not change (the provider refused it): an
+    /// Idempotency-Key keeps it as the answer instead of letting the retry run again.
+    pub final_answer: bool,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, cause: None }
+        Self { status, code, message: message.into(), retry_after: None, cause: None, final_answer: false }
     }
 
     /// 400 with a code naming what is wrong with the input.
@@ -81,6 +84,32 @@ impl ApiError {
         e
     }
 
+    /// 503 `temporarily_unavailable`: our storage is throttling or failing and the retries that
+    /// fit in the request's budget did not get through. Nothing was half-applied; retrying
+    /// (with the same Idempotency-Key) is safe.
+    pub fn temporarily_unavailable(cause: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "we are briefly overloaded; nothing was changed, please retry shortly",
+        );
+        e.cause = Some(cause.to_string());
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// Marks a 5xx as the final answer to this request (see [`ApiError::final_answer`]).
+    #[must_use]
+    pub fn final_answer(mut self) -> Self {
+        self.final_answer = true;
+        self
+    }
+
+    /// Whether an Idempotency-Key should keep this answer even though it is a 5xx.
+    pub fn is_final(&self) -> bool {
+        self.final_answer
+    }
+
     /// Adds a `Retry-After` hint.
     #[must_use]
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -114,9 +143,14 @@ pub struct ErrorDetail<'a> {
     pub request_id: &'a str,
 }
 
-/// Any storage failure is an internal error for the caller.
+/// A storage failure: 503 `temporarily_unavailable` when retrying later can succeed
+/// (throttling, 5xx, timeouts, conflicts that outlasted the retries), 500 otherwise.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+        if e.is_transient() {
+            ApiError::temporarily_unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
     }
 }

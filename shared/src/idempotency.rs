@@ -141,7 +141,7 @@ impl From<IdempotencyError> for ApiError {
                 "a request with this Idempotency-Key is still in progress; retry shortly",
             )
             .with_retry_after(1),
-            IdempotencyError::Store(e) => ApiError::internal(e),
+            IdempotencyError::Store(e) => ApiError::from(e),
         }
     }
 }
@@ -179,7 +179,8 @@ impl Idempotency {
     /// `"usr_123:POST /v1/deposits"`, so that keys of different users or routes never collide.
     ///
     /// Which answers are stored: every answer below 500 — success and deterministic 4xx, an
-    /// `Err(ApiError)` rendered with [`http::error_response`] — is stored and replayed as is
+    /// `Err(ApiError)` rendered with [`http::error_response`] — and a 5xx error marked
+    /// [`ApiError::final_answer`] (the provider refused) is stored and replayed as is
     /// (status, content type, body; the stored error body keeps the first request's id). An
     /// answer that invites a retry (5xx, 429, or one with a `Retry-After` header) releases the key
     /// instead, so the retry runs `f` again; so does a body over [`MAX_STORED_BODY_BYTES`].
@@ -207,18 +208,18 @@ impl Idempotency {
             Outcome::Run(claim) => claim,
         };
 
-        let answer = match f().await {
-            Ok(resp) => resp,
+        let (answer, final_answer) = match f().await {
+            Ok(resp) => (resp, false),
             Err(err) => {
-                if invites_retry(err.status, err.retry_after.is_some()) {
+                if !err.is_final() && invites_retry(err.status, err.retry_after.is_some()) {
                     self.release_logged(&claim).await;
                     return Err(err);
                 }
-                http::error_response(&err, &http::request_id(req))
+                (http::error_response(&err, &http::request_id(req)), err.is_final())
             }
         };
         let has_retry_after = answer.headers().contains_key(::http::header::RETRY_AFTER);
-        if invites_retry(answer.status(), has_retry_after) {
+        if !final_answer && invites_retry(answer.status(), has_retry_after) {
             self.release_logged(&claim).await;
             return Ok(answer);
         }
@@ -253,10 +254,12 @@ impl Idempotency {
         fingerprint: String,
     ) -> Result<Outcome, IdempotencyError> {
         let key = record_key(scope, idempotency_key);
+        // One claim id for every attempt, so that an attempt whose answer was lost is recognised
+        // as ours when we read the record back.
+        let claim_id = ulid::Ulid::new().to_string();
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             let now = now_epoch();
-            let claim =
-                Claim { key: key.clone(), claim_id: ulid::Ulid::new().to_string(), fingerprint: fingerprint.clone() };
+            let claim = Claim { key: key.clone(), claim_id: claim_id.clone(), fingerprint: fingerprint.clone() };
             if self.put_claim(&claim, now).await? {
                 return Ok(Outcome::Run(claim));
             }
@@ -268,6 +271,11 @@ impl Idempotency {
             }
             if record.str("fingerprint")? != fingerprint {
                 return Err(IdempotencyError::KeyReused);
+            }
+            if record.opt_str("claim_id") == Some(claim.claim_id.as_str()) && record.str("status")? == IN_PROGRESS {
+                // Our own claim: the write was applied but its answer lost, and the SDK's repeat
+                // met the record it had just written.
+                return Ok(Outcome::Run(claim));
             }
             match record.str("status")? {
                 COMPLETED => return Ok(Outcome::Replay(replay(&record)?)),
@@ -424,6 +432,18 @@ impl Idempotency {
 /// The key is hashed, which bounds the item key's length whatever the client sent.
 pub fn record_key(scope: &str, idempotency_key: &IdempotencyKey) -> Item {
     key(format!("IDEMPOTENCY#{scope}#{}", sha256_hex(idempotency_key.as_str().as_bytes())), SK)
+}
+
+/// What identifies the operation behind a keyed request: its record's key, i.e. the scope and
+/// the SHA-256 of the client's key. An operation derives the ids of what it creates from it
+/// (e.g. [`crate::domain::ids::TransactionId::derived_from`]), so that a repeat of a request
+/// whose answer was lost meets the first attempt's records instead of creating new ones.
+///
+/// # Errors
+/// As [`IdempotencyKey::from_request`].
+pub fn operation_key(scope: &str, req: &Request) -> Result<String, IdempotencyError> {
+    let key = IdempotencyKey::from_request(req)?;
+    Ok(record_key(scope, &key)["pk"].as_s().map(String::to_owned).unwrap_or_default())
 }
 
 /// SHA-256 over method, path and body, each length-prefixed so no two requests share a preimage.

@@ -15,6 +15,8 @@
 //! - [`ledger`]: double-entry accounts and transfers.
 //! - [`auth`]: argon2id password hashing, JWT access tokens, rotating refresh tokens.
 //! - [`store`]: the DynamoDB single-table layout and repositories.
+//! - [`retry`]: the one retry policy (backoff with full jitter, per-request time budget) and
+//!   which layer retries what under DynamoDB's failure modes.
 //! - [`config`], [`secrets`], [`telemetry`]: cold-start configuration, secrets that never
 //!   print, and logging.
 
@@ -25,7 +27,9 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
+pub mod retry;
 pub mod revio;
 pub mod runtime;
 pub mod secrets;

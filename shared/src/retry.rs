@@ -1,11 +1,98 @@
-//! Bounded retries: exponential backoff with full jitter.
+//! The one retry policy of Purse: bounded retries, exponential backoff with full jitter, and a
+//! time budget per request.
 //!
 //! The delay before retry `n` (1 for the first retry) is drawn uniformly from
 //! `[0, min(cap, base × 2^(n-1))]` ("full jitter", AWS Architecture Blog, "Exponential Backoff
 //! And Jitter"), so that many clients retrying after the same outage do not arrive together.
+//!
+//! Who retries what:
+//!
+//! - **The AWS SDK** retries throttling (`ThrottlingException`,
+//!   `ProvisionedThroughputExceededException`), 5xx and timeouts itself, configured once in
+//!   [`crate::config::load_aws`] ([`SDK_MAX_ATTEMPTS`] attempts, backoff from
+//!   [`SDK_INITIAL_BACKOFF`]); every DynamoDB call is also bounded by
+//!   [`DYNAMODB_OPERATION_TIMEOUT`].
+//! - **[`crate::store::transact`]** retries a `TransactWriteItems` that DynamoDB cancelled with
+//!   `TransactionConflict` (which the SDK does not retry) or that still failed transiently after
+//!   the SDK's attempts, with [`TRANSACT_POLICY`] — always the *same* request with the same
+//!   `ClientRequestToken`, so an attempt whose answer was lost is not applied twice.
+//! - **The Revio client** retries its reads with [`RetryPolicy::default`].
+//!
+//! Every retry loop also stops at the request's [`deadline`]: the runtime gives each HTTP
+//! request and each SQS message a budget well inside the function's timeout
+//! ([`REQUEST_BUDGET`]), so that a request that cannot finish answers 503 in time instead of
+//! being killed half-way.
 
 use rand::Rng;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Attempts the AWS SDK makes per call (the first included).
+pub const SDK_MAX_ATTEMPTS: u32 = 4;
+/// The ceiling of the SDK's first backoff (it doubles, with jitter, up to [`SDK_MAX_BACKOFF`]).
+pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_millis(25);
+/// The SDK's largest backoff.
+pub const SDK_MAX_BACKOFF: Duration = Duration::from_millis(400);
+/// The longest one DynamoDB call may take, all of the SDK's attempts included.
+pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one attempt of a DynamoDB call may take.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How [`crate::store::transact`] repeats a conflicted or transiently failed transaction.
+pub const TRANSACT_POLICY: RetryPolicy =
+    RetryPolicy { max_attempts: 6, base: Duration::from_millis(20), cap: Duration::from_millis(400) };
+
+/// The time budget of one HTTP request or SQS message. The functions' timeout in
+/// `template.yaml` is 10 s or more; the budget leaves room to answer.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(6);
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` with a deadline `budget` from now; [`deadline`] reads it inside.
+pub async fn with_budget<F: Future>(budget: Duration, f: F) -> F::Output {
+    DEADLINE.scope(Instant::now() + budget, f).await
+}
+
+/// The deadline of the current request, if one was set with [`with_budget`].
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// Whether waiting `delay` (and then trying once more) still fits in the current request's
+/// budget. Without a budget, always `true`: the retry policy's attempt count bounds it.
+pub fn fits(delay: Duration) -> bool {
+    deadline().is_none_or(|d| Instant::now() + delay < d)
+}
+
+/// Counts of retries made by our own loops since the process started, for tests and the
+/// metrics log.
+#[derive(Debug, Default)]
+pub struct RetryCounters {
+    /// Transactions repeated after `TransactionConflict`.
+    pub conflicts: AtomicU64,
+    /// Transactions repeated after a transient failure the SDK gave up on.
+    pub transient: AtomicU64,
+    /// Transactions given up on when the budget or the attempts ran out.
+    pub exhausted: AtomicU64,
+}
+
+/// The process-wide retry counters.
+pub static COUNTERS: RetryCounters =
+    RetryCounters { conflicts: AtomicU64::new(0), transient: AtomicU64::new(0), exhausted: AtomicU64::new(0) };
+
+impl RetryCounters {
+    /// `(conflicts, transient, exhausted)` so far.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.conflicts.load(Ordering::Relaxed),
+            self.transient.load(Ordering::Relaxed),
+            self.exhausted.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// How often and how patiently a call is repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +129,24 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_budget_bounds_what_fits_and_nothing_bounds_without_one() {
+        assert!(fits(Duration::from_secs(3600)), "no budget: the attempt count is the bound");
+        with_budget(Duration::from_millis(200), async {
+            assert!(deadline().is_some());
+            assert!(fits(Duration::from_millis(10)));
+            assert!(!fits(Duration::from_millis(500)));
+        })
+        .await;
+        assert!(deadline().is_none(), "the budget ends with its scope");
+    }
+
+    #[test]
+    fn the_transaction_policy_waits_under_two_seconds_in_all() {
+        let worst: Duration = (1..TRANSACT_POLICY.max_attempts).map(|n| TRANSACT_POLICY.ceiling(n)).sum();
+        assert!(worst < Duration::from_secs(2), "{worst:?}");
+    }
 
     #[test]
     fn the_ceiling_doubles_from_the_base_up_to_the_cap() {

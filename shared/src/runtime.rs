@@ -120,7 +120,7 @@ impl<F: HttpFunction> Loaded<F> {
                 tracing::Span::current().record("user_id", c.user_id.as_str());
             }
             let ctx = RequestCtx { request_id: request_id.clone(), caller };
-            match self.function.handle(&ctx, req).await {
+            match crate::retry::with_budget(crate::retry::REQUEST_BUDGET, self.function.handle(&ctx, req)).await {
                 Ok(resp) => {
                     tracing::info!(status = resp.status().as_u16(), "request handled");
                     resp
@@ -202,24 +202,34 @@ pub trait SqsFunction: Sized + Send + Sync + 'static {
 pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 /// Processes a batch, reporting only the messages that failed (`ReportBatchItemFailures`).
+///
+/// The batch's messages run concurrently, each within its own time budget
+/// ([`crate::retry::REQUEST_BUDGET`]), so one slow provider call cannot hold the others until
+/// the function times out (which would redeliver messages that had already been settled).
 pub async fn handle_batch<F: SqsFunction>(function: &F, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for message in &event.records {
+    let runs = event.records.iter().map(|message| async move {
         let id = message.message_id.clone().unwrap_or_default();
         let receive_count = message.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
         let span = tracing::info_span!("message", message_id = %id, receive_count = %receive_count);
-        let result = function.handle_message(message).instrument(span.clone()).await;
+        let result = crate::retry::with_budget(crate::retry::REQUEST_BUDGET, function.handle_message(message))
+            .instrument(span.clone())
+            .await;
         let _enter = span.enter();
         match result {
-            Ok(()) => tracing::info!("message processed"),
+            Ok(()) => {
+                tracing::info!("message processed");
+                None
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "message failed; it will be redelivered");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                Some(failure)
             }
         }
-    }
+    });
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = futures::future::join_all(runs).await.into_iter().flatten().collect();
     response
 }
 

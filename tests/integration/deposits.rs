@@ -7,6 +7,16 @@
 use purse_tests::{eventually, Sandbox, TestApp};
 use serde_json::{json, Value};
 
+/// Reconciliation of every PENDING deposit at once, expiring none.
+pub fn reconcile_now() -> purse::service::settlement::ReconcileConfig {
+    purse::service::settlement::ReconcileConfig {
+        min_age_seconds: 0,
+        abandon_after_seconds: 900,
+        expire_after_seconds: 86_400,
+        budget: std::time::Duration::from_secs(60),
+    }
+}
+
 async fn deposit(app: &TestApp, token: &str, amount: &str, key: &str) -> purse_tests::TestResponse {
     app.post_with("/v1/deposits", &json!({"amount": amount}), Some(token), &[("idempotency-key", key)]).await
 }
@@ -157,7 +167,7 @@ async fn deposit_amounts_are_validated_and_the_daily_limit_is_enforced() {
     let app = TestApp::spawn_serving().await;
     let (_, token) = app.user_token().await;
     let cases = [
-        (json!({"amount": "10.001"}), 400, "invalid_amount"),
+        (json!({"amount": "10.001"}), 400, "too_many_decimals"),
         (json!({"amount": "-10.00"}), 400, "invalid_amount"),
         (json!({"amount": "ten"}), 400, "invalid_amount"),
         (json!({"amount": 10.5}), 400, "invalid_request"),
@@ -243,18 +253,20 @@ async fn forged_changed_and_malformed_webhooks_credit_nothing_and_are_all_logged
     let admin = admin_token(&app).await;
     let log = eventually(20, "every delivery to be logged and processed", || async {
         let log = webhook_log(&app, &admin, &txn).await;
-        let done = log.len() >= 6 && log.iter().all(|d| d["outcome"] != "QUEUED");
+        let done = log.len() >= 2 && log.iter().all(|d| d["outcome"] != "QUEUED");
         done.then_some(log)
     })
     .await;
     let outcomes: Vec<(&str, &str)> =
         log.iter().map(|d| (d["verification"].as_str().unwrap(), d["outcome"].as_str().unwrap())).collect();
-    assert_eq!(outcomes.iter().filter(|o| o.1 == "REJECTED_SIGNATURE").count(), 4, "{outcomes:?}");
-    assert!(outcomes.contains(&("MISSING", "REJECTED_SIGNATURE")));
-    // Bodies that cannot be read name no transaction: they are logged unlinked, by day.
+    // Refused deliveries are logged (see tests/integration/webhook_forgery.rs) but, unverified,
+    // name no transaction: only verified ones are listed.
+    assert!(outcomes.iter().all(|o| o.0 == "VALID"), "{outcomes:?}");
+    // Signed bodies that cannot be read name no transaction: they are logged unlinked, by day;
+    // unverified ones (TOO_LARGE) are indexed nowhere.
     let unlinked = unlinked_deliveries(&app).await;
     assert!(unlinked.contains(&("VALID".into(), "MALFORMED".into())), "{unlinked:?}");
-    assert!(unlinked.contains(&("NOT_CHECKED".into(), "TOO_LARGE".into())), "{unlinked:?}");
+    assert!(unlinked.iter().all(|(verification, _)| verification == "VALID"), "{unlinked:?}");
     assert!(outcomes.contains(&("VALID", "UNKNOWN_PURCHASE")));
     assert!(outcomes.contains(&("VALID", "NO_DEPOSIT")), "the other purchase is not ours: {outcomes:?}");
     assert!(log.iter().all(|d| d["body_sha256"].as_str().is_some_and(|h| h.len() == 64)));
@@ -303,30 +315,34 @@ async fn a_lost_webhook_is_settled_by_reconciliation() {
     let revio = purse::revio::RevioClient::from_env(
         &purse::config::Env::default()
             .with("REVIO_BASE_URL", sandbox.base.clone())
+            .with("REVIO_ALLOW_INSECURE_HTTP", "true")
             .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone()),
         &app.aws,
     )
     .await
     .unwrap();
-    let report = purse::service::settlement::reconcile_pending_deposits(&app.table, &revio, 0, 900).await.unwrap();
+    let report =
+        purse::service::settlement::reconcile_pending_deposits(&app.table, &revio, reconcile_now()).await.unwrap();
     assert_eq!(report.credited, 1, "{report:?}");
     assert_eq!(status_of(&app, &token, &txn).await, "COMPLETED");
     assert_eq!(app.wallet_of(&user).await.0, "33.00");
     // A second pass finds nothing left to do.
-    let again = purse::service::settlement::reconcile_pending_deposits(&app.table, &revio, 0, 900).await.unwrap();
+    let again =
+        purse::service::settlement::reconcile_pending_deposits(&app.table, &revio, reconcile_now()).await.unwrap();
     assert_eq!((again.examined, again.credited), (0, 0));
     app.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
-async fn when_revio_is_down_the_caller_gets_503_quickly_and_no_deposit_is_left_pending() {
+async fn when_revio_is_down_the_caller_gets_503_quickly_and_the_retry_with_the_same_key_carries_on() {
     let _exclusive = purse_tests::SandboxFaults::take().await;
     let app = TestApp::spawn_serving().await;
     let sandbox = Sandbox::new();
     let (_, token) = app.user_token().await;
     sandbox.faults(json!({"down": true})).await;
+    let key = new_key();
     let started = std::time::Instant::now();
-    let r = deposit(&app, &token, "20.00", &new_key()).await;
+    let r = deposit(&app, &token, "20.00", &key).await;
     let elapsed = started.elapsed();
     sandbox.reset().await;
     assert_eq!((r.status, r.code()), (503, "payment_provider_unavailable"), "{}", r.text);
@@ -335,8 +351,16 @@ async fn when_revio_is_down_the_caller_gets_503_quickly_and_no_deposit_is_left_p
     let history = app.get("/v1/transactions", Some(&token)).await;
     let items = history.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["status"], "FAILED");
-    assert_eq!(items[0]["failure_reason"], "provider_unavailable");
+    assert_eq!(items[0]["status"], "PENDING", "kept for the retry; reconciliation fails it if none comes");
+    let pending_id = items[0]["id"].as_str().unwrap().to_owned();
+
+    // The client's retry with the same key meets the same deposit and reaches Revio this time.
+    let retry = deposit(&app, &token, "20.00", &key).await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.json["id"], pending_id.as_str(), "one deposit, not two");
+    assert!(retry.json["checkout_url"].is_string());
+    let history = app.get("/v1/transactions", Some(&token)).await;
+    assert_eq!(history.json["items"].as_array().unwrap().len(), 1);
 
     // Slow: answers after the client's time bound count as down too.
     sandbox.faults(json!({"latency_ms": 7000})).await;
@@ -418,7 +442,7 @@ async fn a_purchase_whose_amount_differs_from_the_deposit_credits_nothing() {
         description: "deposit".into(),
         reference: None,
     };
-    purse::ledger::store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    purse::ledger::store::record_pending(&app.table, &deposit, None).await.unwrap();
     let txn = deposit.id.to_string();
 
     let purchase =

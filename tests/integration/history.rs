@@ -37,7 +37,7 @@ async fn movements(app: &TestApp, user: &str, n: usize) -> Vec<String> {
             reference: None,
         };
         if kind == TransactionType::Deposit {
-            store::record_pending(&app.table, &t, vec![], vec![]).await.unwrap();
+            store::record_pending(&app.table, &t, None).await.unwrap();
             store::post(&app.table, &t.id).await.unwrap();
         } else {
             store::transfer(&app.table, &t).await.unwrap();

@@ -2,7 +2,7 @@
 
 use purse::domain::ids::{TransactionId, UserId};
 use purse::ledger::store::{self, LedgerError};
-use purse::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionStatus, TransactionType};
+use purse::ledger::{AccountId, NewHold, NewTransaction, Side, SystemAccount, TransactionStatus, TransactionType};
 use purse::money::{Amount, Currency};
 use purse_tests::TestApp;
 
@@ -24,6 +24,19 @@ fn movement(user: &UserId, kind: TransactionType, amount: &str, debit: Side, cre
     }
 }
 
+fn hold_of(user: &UserId, kind: TransactionType, amount: &str, credit: Side) -> NewHold {
+    NewHold {
+        id: TransactionId::generate(),
+        user_id: user.clone(),
+        kind,
+        amount: coins(amount),
+        currency: Currency::Coin,
+        credit,
+        description: "test".into(),
+        reference: None,
+    }
+}
+
 /// A new user whose wallet was funded through a posted deposit.
 async fn funded_user(app: &TestApp, amount: &str) -> UserId {
     let (id, _) = app.user_token().await;
@@ -35,7 +48,7 @@ async fn funded_user(app: &TestApp, amount: &str) -> UserId {
         Side::System(SystemAccount::RevioClearing),
         Side::Account(AccountId::wallet(&user)),
     );
-    store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    store::record_pending(&app.table, &deposit, None).await.unwrap();
     assert!(store::post(&app.table, &deposit.id).await.unwrap().changed);
     user
 }
@@ -60,7 +73,7 @@ async fn posting_the_same_movement_concurrently_moves_money_once() {
         Side::System(SystemAccount::RevioClearing),
         Side::Account(AccountId::wallet(&user)),
     );
-    store::record_pending(&app.table, &deposit, vec![], vec![]).await.unwrap();
+    store::record_pending(&app.table, &deposit, None).await.unwrap();
     let results = futures::future::join_all((0..20).map(|_| store::post(&app.table, &deposit.id))).await;
     let changed = results.iter().filter(|r| matches!(r, Ok(s) if s.changed)).count();
     assert_eq!(changed, 1, "{results:?}");
@@ -96,35 +109,16 @@ async fn concurrent_debits_never_overdraw_a_wallet() {
 async fn a_hold_reserves_available_money_and_is_then_posted_or_released() {
     let app = TestApp::spawn().await;
     let user = funded_user(&app, "50.00").await;
-    let wallet = Side::Account(AccountId::wallet(&user));
 
-    let withdrawal = movement(
-        &user,
-        TransactionType::Withdrawal,
-        "20.00",
-        wallet.clone(),
-        Side::System(SystemAccount::RevioClearing),
-    );
+    let withdrawal = hold_of(&user, TransactionType::Withdrawal, "20.00", Side::System(SystemAccount::RevioClearing));
     store::hold(&app.table, &withdrawal).await.unwrap();
     assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "30.00".into(), "20.00".into()));
     app.assert_ledger_balanced().await;
 
-    let too_much = movement(
-        &user,
-        TransactionType::Withdrawal,
-        "30.01",
-        wallet.clone(),
-        Side::System(SystemAccount::RevioClearing),
-    );
+    let too_much = hold_of(&user, TransactionType::Withdrawal, "30.01", Side::System(SystemAccount::RevioClearing));
     assert!(matches!(store::hold(&app.table, &too_much).await, Err(LedgerError::InsufficientFunds)));
 
-    let call = movement(
-        &user,
-        TransactionType::CallCharge,
-        "5.00",
-        wallet.clone(),
-        Side::System(SystemAccount::PlatformRevenue),
-    );
+    let call = hold_of(&user, TransactionType::CallCharge, "5.00", Side::System(SystemAccount::PlatformRevenue));
     store::hold(&app.table, &call).await.unwrap();
     assert_eq!(app.wallet_of(user.as_str()).await, ("50.00".into(), "25.00".into(), "25.00".into()));
 
@@ -149,7 +143,7 @@ async fn a_settled_movement_cannot_be_settled_the_other_way() {
         Side::System(SystemAccount::Adjustments),
         Side::Account(AccountId::wallet(&other)),
     );
-    store::record_pending(&app.table, &gift, vec![], vec![]).await.unwrap();
+    store::record_pending(&app.table, &gift, None).await.unwrap();
     store::fail(&app.table, &gift.id, "declined").await.unwrap();
     assert!(matches!(
         store::post(&app.table, &gift.id).await,

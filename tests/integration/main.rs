@@ -2,14 +2,24 @@
 //!
 //! Every test spawns its own [`purse_tests::TestApp`] on fresh tables, so tests run in parallel.
 
+mod amounts;
 mod auth;
+mod cases;
+mod chaos;
 mod deposits;
 mod events;
+mod hardening;
 mod history;
 mod idempotency;
 mod ledger;
 mod logs;
 mod openapi;
+mod reconciliation;
+mod reversals;
 mod revio_client;
+mod revio_key;
+mod routing;
+mod signin_throttle;
 mod stack;
 mod tokens;
+mod webhook_forgery;

@@ -222,8 +222,10 @@ fn codes_in_source() -> BTreeMap<String, BTreeSet<Option<u16>>> {
     let mut add = |code: &str, status: Option<u16>| {
         codes.entry(code.to_owned()).or_default().insert(status);
     };
-    // Every route can fail on our side.
+    // Every route can fail on our side, and be briefly unavailable when DynamoDB or SQS throttle
+    // or fail beyond the retries that fit in its budget (`ApiError::from(StoreError)`).
     add("internal_error", Some(500));
+    add("temporarily_unavailable", Some(503));
     for file in files {
         if file.ends_with("shared/src/error.rs") {
             continue; // the constructors themselves
@@ -314,6 +316,19 @@ fn codes_in_document(doc: &Value) -> BTreeMap<String, BTreeSet<u16>> {
         }
     }
     documented
+}
+
+#[test]
+fn every_operation_documents_the_503_it_answers_when_storage_is_briefly_unavailable() {
+    let doc = document();
+    for ((method, path), op) in operations(&doc) {
+        let responses = get(&op, "responses").cloned().unwrap_or(Value::Null);
+        let answer =
+            get(&responses, "503").map(|r| resolve(&doc, r)).unwrap_or_else(|| panic!("{method} {path}: no 503"));
+        let text = serde_yaml::to_string(answer).unwrap();
+        assert!(text.contains("temporarily_unavailable"), "{method} {path}: 503 without temporarily_unavailable");
+        assert!(text.contains("Retry-After"), "{method} {path}: 503 without Retry-After");
+    }
 }
 
 #[test]

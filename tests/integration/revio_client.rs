@@ -30,7 +30,8 @@ fn brand_id() -> String {
 }
 
 fn client_with(base_url: &str, key: &str, adjust: impl FnOnce(&mut RevioConfig)) -> RevioClient {
-    let mut config = RevioConfig::new(base_url, SecretString::new(key.to_owned()), brand_id());
+    // The sandbox speaks plain http: allowed only because this is the local sandbox.
+    let mut config = RevioConfig::new(base_url, SecretString::new(key.to_owned()), brand_id()).allowing_insecure_http();
     adjust(&mut config);
     RevioClient::new(config).expect("client builds")
 }
@@ -213,7 +214,7 @@ async fn invalid_purchase_input_is_rejected_with_revio_s_short_explanation() {
         other => panic!("{other:?}"),
     }
 
-    let other_brand = RevioClient::new(RevioConfig::new(&url, SecretString::new(api_key()), "someone-else")).unwrap();
+    let other_brand = client_with(&url, &api_key(), |c| c.brand_id = "someone-else".into());
     match other_brand.create_purchase(&new_purchase(500)).await {
         Err(RevioError::Rejected { status: 400, message }) => assert!(message.contains("brand"), "{message}"),
         other => panic!("{other:?}"),

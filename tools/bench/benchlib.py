@@ -165,6 +165,7 @@ class Stack:
         params["FrontendUrl"] = f"{self.api_base_url}/dev"
         if os.environ.get("PURSE_REVIO_URL"):
             params["RevioBaseUrl"] = os.environ["PURSE_REVIO_URL"]
+        params["RevioAllowInsecureHttp"] = "true"  # the sandbox is http; only local stacks allow it
         for logical, res in self.resources.items():
             path = (res.get("Metadata") or {}).get("LocalPath")
             if res.get("Type") == "AWS::Serverless::Function" and path:

@@ -4,7 +4,8 @@
 
 use lambda_http::{Body, Request, Response};
 use purse::config::InitError;
-use purse::idempotency::Idempotency;
+use purse::domain::ids::TransactionId;
+use purse::idempotency::{self, Idempotency};
 use purse::service::deposits::{self, Deposits};
 use purse::{http, Access, ApiError, HttpFunction, InitContext, RequestCtx};
 
@@ -29,7 +30,8 @@ impl HttpFunction for Function {
         self.idempotency
             .run(&scope, &req, || async {
                 let input = http::json_body(&req)?;
-                let view = self.deposits.create(&user, input).await?;
+                let id = TransactionId::derived_from(&idempotency::operation_key(&scope, &req)?);
+                let view = self.deposits.create(&user, id, input).await?;
                 http::json(deposits::CREATED, &view)
             })
             .await

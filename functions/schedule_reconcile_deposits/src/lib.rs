@@ -1,5 +1,6 @@
 //! Scheduled reconciliation: settles PENDING deposits whose webhook never arrived by asking
-//! Revio, and fails deposits that never reached Revio.
+//! Revio, expires deposits left unpaid, fails deposits that never reached Revio, and covers
+//! restricted wallets' shortfalls — within a time budget, resuming where the last run stopped.
 
 use purse::config::InitError;
 use purse::revio::RevioClient;
@@ -11,8 +12,7 @@ use purse::store::Table;
 pub struct Function {
     table: Table,
     revio: RevioClient,
-    min_age_seconds: i64,
-    abandon_after_seconds: i64,
+    config: settlement::ReconcileConfig,
 }
 
 impl ScheduledFunction for Function {
@@ -20,20 +20,19 @@ impl ScheduledFunction for Function {
         Ok(Self {
             table: Table::from_env(&ctx.env, &ctx.aws)?,
             revio: RevioClient::from_env(&ctx.env, &ctx.aws).await?,
-            min_age_seconds: ctx.env.require_parsed("RECONCILE_MIN_AGE_SECONDS")?,
-            abandon_after_seconds: ctx.env.require_parsed("RECONCILE_ABANDON_AFTER_SECONDS")?,
+            config: settlement::ReconcileConfig {
+                min_age_seconds: ctx.env.require_parsed("RECONCILE_MIN_AGE_SECONDS")?,
+                abandon_after_seconds: ctx.env.require_parsed("RECONCILE_ABANDON_AFTER_SECONDS")?,
+                expire_after_seconds: ctx.env.require_parsed("DEPOSIT_EXPIRE_AFTER_SECONDS")?,
+                budget: std::time::Duration::from_secs(ctx.env.require_parsed("RECONCILE_BUDGET_SECONDS")?),
+            },
         })
     }
 
     async fn run(&self) -> Result<serde_json::Value, String> {
-        let report = settlement::reconcile_pending_deposits(
-            &self.table,
-            &self.revio,
-            self.min_age_seconds,
-            self.abandon_after_seconds,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let report = settlement::reconcile_pending_deposits(&self.table, &self.revio, self.config)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(report).map_err(|e| e.to_string())
     }
 }

@@ -19,6 +19,23 @@ macro_rules! prefixed_id {
                 Self(format!("{}{}", $prefix, ulid::Ulid::new()))
             }
 
+            /// The id derived from `material`: the same material always gives the same id, so
+            /// a repeated operation meets the records of the first attempt. Its ULID is the first
+            /// 128 bits of SHA-256 over the material, so (unlike a generated id) it carries no
+            /// creation time.
+            pub fn derived_from(material: &str) -> Self {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(material.as_bytes());
+                let mut bytes = [0_u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                Self(format!("{}{}", $prefix, ulid::Ulid::from_bytes(bytes)))
+            }
+
+            /// The id derived from this one and a label (the reversal of a deposit, ...).
+            pub fn derive(&self, label: &str) -> Self {
+                Self::derived_from(&format!("{}#{label}", self.0))
+            }
+
             /// Parses an id sent by a client or read from storage.
             ///
             /// # Errors

@@ -10,7 +10,7 @@ pub mod audit;
 pub mod store;
 pub mod transaction;
 
-pub use store::{LedgerError, Settled};
+pub use store::{LedgerError, NewHold, Quota, Recovery, Reversed, Settled};
 pub use transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 
 use crate::domain::ids::UserId;
@@ -34,15 +34,18 @@ pub enum SystemAccount {
     PlatformRevenue,
     /// Manual corrections by operators.
     Adjustments,
+    /// What users owe after a reversal (refund, chargeback) their wallet could not cover.
+    Receivables,
 }
 
 impl SystemAccount {
     /// Every system account.
-    pub const ALL: [SystemAccount; 4] = [
+    pub const ALL: [SystemAccount; 5] = [
         SystemAccount::RevioClearing,
         SystemAccount::RewardsPool,
         SystemAccount::PlatformRevenue,
         SystemAccount::Adjustments,
+        SystemAccount::Receivables,
     ];
 
     /// Stable name used in account ids.
@@ -52,6 +55,7 @@ impl SystemAccount {
             SystemAccount::RewardsPool => "rewards_pool",
             SystemAccount::PlatformRevenue => "platform_revenue",
             SystemAccount::Adjustments => "adjustments",
+            SystemAccount::Receivables => "receivables",
         }
     }
 }
@@ -90,6 +94,22 @@ impl AccountId {
     /// Whether this is a user's wallet.
     pub fn is_wallet(&self) -> bool {
         self.0.starts_with("wallet:")
+    }
+
+    /// The user whose wallet this is; `None` for a system account.
+    pub fn wallet_owner(&self) -> Option<UserId> {
+        self.0.strip_prefix("wallet:").and_then(|u| UserId::parse(u).ok())
+    }
+
+    /// Whether this is one shard of a system account (`system:<name>:<nn>`).
+    pub fn is_system(&self) -> bool {
+        SystemAccount::ALL.iter().any(|a| {
+            self.0
+                .strip_prefix("system:")
+                .and_then(|rest| rest.strip_prefix(a.name()))
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|shard| shard.parse::<u16>().is_ok_and(|n| n < SYSTEM_ACCOUNT_SHARDS))
+        })
     }
 }
 

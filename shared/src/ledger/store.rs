@@ -1,6 +1,6 @@
 //! DynamoDB layout of ledger accounts.
 
-use super::{Account, AccountId};
+use super::{Account, AccountId, SystemAccount};
 use crate::domain::ids::UserId;
 use crate::money::Currency;
 use crate::store::item::{key, n, s, Item, ItemExt};
@@ -59,11 +59,15 @@ pub async fn get_account(table: &Table, id: &AccountId) -> Result<Option<Account
 use super::transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 use crate::domain::ids::TransactionId;
 use crate::money::Amount;
-use crate::store::{cancellation_reasons, get_item, now_rfc3339, put_new};
+use crate::store::{get_item, now_epoch, now_rfc3339, put_new, transact, TransactError};
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use rust_decimal::Decimal;
 
 /// Shards of the index of PENDING movements that reconciliation walks.
 pub const PENDING_INDEX_SHARDS: u32 = 8;
+
+/// The sparse index partition listing wallets restricted by a reversal shortfall.
+pub const RESTRICTED_PARTITION: &str = "RESTRICTED#WALLETS";
 
 /// Why a ledger write did not happen. Nothing was written in any of these cases.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,9 @@ pub enum LedgerError {
     /// The debit account's available balance does not cover the amount.
     #[error("insufficient available balance")]
     InsufficientFunds,
+    /// The debit wallet is restricted: a reversal left a shortfall it has not covered yet.
+    #[error("the wallet is restricted until a reversal shortfall is covered")]
+    WalletRestricted,
     /// No such transaction.
     #[error("transaction not found")]
     NotFound,
@@ -83,12 +90,12 @@ pub enum LedgerError {
     /// A wallet named by the movement does not exist.
     #[error("account does not exist")]
     AccountMissing,
-    /// A concurrent write touched the same items; safe to retry.
-    #[error("write conflict; retry")]
-    Conflict,
     /// A limit checked in the same write (such as a daily deposit cap) would be exceeded.
     #[error("limit exceeded")]
     LimitExceeded,
+    /// A condition of an extra item written with the movement failed.
+    #[error("a condition of the write failed")]
+    ConditionFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -113,6 +120,69 @@ pub fn pending_partition(kind: TransactionType, id: &TransactionId) -> String {
 /// One shard of the PENDING index for a type.
 pub fn pending_partition_shard(kind: TransactionType, shard: u32) -> String {
     format!("PENDING#{}#{shard}", kind.as_str())
+}
+
+/// A counter a movement is counted against in the same write, such as a user's deposits of
+/// one day: `used + amount <= limit` is the write's condition, and failing the movement later
+/// gives its amount back, again in the same write as the failure. The counter's key is kept on
+/// the movement, so the give-back hits the counter that was charged, whatever the date is then.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// The counter item's `pk` (its `sk` is [`Quota::SK`]).
+    pub key: String,
+    /// The most the counter may reach.
+    pub limit: Decimal,
+    /// When the counter item may be forgotten (epoch seconds).
+    pub expires_at: i64,
+}
+
+impl Quota {
+    /// The sort key of every counter item.
+    pub const SK: &'static str = "QUOTA";
+
+    /// A user's deposits on one UTC day (`YYYY-MM-DD`), kept three days.
+    pub fn daily_deposits(user: &UserId, day: &str, limit: Decimal) -> Self {
+        Self { key: format!("DEPCAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
+    }
+
+    fn charge(&self, table: &Table, amount: Amount) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(key(&self.key, Self::SK)))
+            .update_expression("SET used = if_not_exists(used, :zero) + :a, expires_at = :exp")
+            .condition_expression("attribute_not_exists(used) OR used <= :room")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":a", n(amount.value()))
+            .expression_attribute_values(":room", n(self.limit - amount.value()))
+            .expression_attribute_values(":exp", n(self.expires_at))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Gives `amount` back to the counter `key`. Unconditional: a counter that expired meanwhile
+    /// starts again at zero rather than blocking the failure it is written with.
+    fn give_back(table: &Table, key_pk: &str, amount: Amount) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(key(key_pk, Self::SK)))
+            .update_expression("SET used = if_not_exists(used, :a) - :a")
+            .expression_attribute_values(":a", n(amount.value()))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// How much of the counter `key` is used (zero when it does not exist).
+    ///
+    /// # Errors
+    /// [`StoreError`] on storage failure.
+    pub async fn used(table: &Table, key_pk: &str) -> Result<Decimal, StoreError> {
+        match get_item(table, key(key_pk, Self::SK)).await? {
+            Some(item) => item.decimal("used"),
+            None => Ok(Decimal::ZERO),
+        }
+    }
 }
 
 fn transaction_item(new: &NewTransaction, status: TransactionStatus, held: bool, now: &str) -> Item {
@@ -166,6 +236,9 @@ pub fn transaction_from_item(item: &Item) -> Result<Transaction, StoreError> {
         updated_at: item.str("updated_at")?.to_owned(),
         completed_at: item.opt_str("completed_at").map(str::to_owned),
         checkout_url: item.opt_str("checkout_url").map(str::to_owned),
+        quota_key: item.opt_str("quota_key").map(str::to_owned),
+        reversed_by: item.opt_str("reversed_by").and_then(|r| TransactionId::parse(r).ok()),
+        reversal_reason: item.opt_str("reversal_reason").map(str::to_owned),
     })
 }
 
@@ -177,154 +250,259 @@ pub async fn get_transaction(table: &Table, id: &TransactionId) -> Result<Option
     get_item(table, transaction_key(id)).await?.as_ref().map(transaction_from_item).transpose()
 }
 
-/// How a posting changes one account.
+/// How a posting changes a wallet. Only a wallet holds money or refuses a debit, so only a
+/// wallet has these moves: a system account cannot be held against or debited twice by type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Movement {
+enum WalletMove {
     /// Credit: balance and available grow.
     Credit,
-    /// Debit of available money: the condition `available >= amount` is part of the write.
+    /// Debit of available money: the condition `available >= amount` (and that the wallet is
+    /// not restricted) is part of the write.
     Debit,
     /// Debit of money held earlier for this movement: balance and held shrink.
     DebitHeld,
-    /// Reserve: available shrinks, held grows, under `available >= amount`.
+    /// Reserve: available shrinks, held grows, under `available >= amount` (not restricted).
     Hold,
     /// Release a reservation: held shrinks, available grows.
     Release,
 }
 
-/// The update of one account. Wallets must exist and may never go below zero available;
-/// system account shards are created on first use and may go negative (they mirror the outside
-/// world: Revio clearing is negative by what Revio holds for us).
-fn account_update(
+/// How a posting changes a system account shard: balance and available move together; nothing
+/// is ever held on one, and nothing refuses (they mirror the outside world, e.g. Revio clearing
+/// is negative by what Revio holds for us).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SystemMove {
+    Credit,
+    Debit,
+}
+
+/// The update of a user's wallet. The wallet must exist, be in the movement's currency, and
+/// (for a debit or a hold) cover the amount and carry no reversal shortfall.
+fn wallet_update(
     table: &Table,
-    account: &AccountId,
-    movement: Movement,
+    owner: &UserId,
+    movement: WalletMove,
     amount: Amount,
     currency: Currency,
     now: &str,
 ) -> Result<TransactWriteItem, StoreError> {
+    const UNRESTRICTED: &str = "attribute_not_exists(shortfall)";
     let (set, condition) = match movement {
-        Movement::Credit => ("balance = balance + :a, available = available + :a", None),
-        Movement::Debit => ("balance = balance - :a, available = available - :a", Some("available >= :a")),
-        Movement::DebitHeld => ("balance = balance - :a, held = held - :a", Some("held >= :a")),
-        Movement::Hold => ("held = held + :a, available = available - :a", Some("available >= :a")),
-        Movement::Release => ("held = held - :a, available = available + :a", Some("held >= :a")),
+        WalletMove::Credit => ("balance = balance + :a, available = available + :a", None),
+        WalletMove::Debit => ("balance = balance - :a, available = available - :a", Some(("available >= :a", true))),
+        WalletMove::DebitHeld => ("balance = balance - :a, held = held - :a", Some(("held >= :a", false))),
+        WalletMove::Hold => ("held = held + :a, available = available - :a", Some(("available >= :a", true))),
+        WalletMove::Release => ("held = held - :a, available = available + :a", Some(("held >= :a", false))),
     };
-    let mut update = Update::builder()
+    let cond = match condition {
+        Some((c, true)) => format!("attribute_exists(pk) AND currency = :cur AND {c} AND {UNRESTRICTED}"),
+        Some((c, false)) => format!("attribute_exists(pk) AND currency = :cur AND {c}"),
+        None => "attribute_exists(pk) AND currency = :cur".to_owned(),
+    };
+    let update = Update::builder()
         .table_name(&table.name)
-        .set_key(Some(account_key(account)))
+        .set_key(Some(account_key(&AccountId::wallet(owner))))
+        .update_expression(format!("SET {set}, updated_at = :now"))
+        .condition_expression(cond)
         .expression_attribute_values(":a", n(amount.value()))
-        .expression_attribute_values(":now", s(now));
-    if account.is_wallet() {
-        let cond = match condition {
-            Some(c) => format!("attribute_exists(pk) AND currency = :cur AND {c}"),
-            None => "attribute_exists(pk) AND currency = :cur".to_owned(),
-        };
-        update = update
-            .update_expression(format!("SET {set}, updated_at = :now"))
-            .condition_expression(cond)
-            .expression_attribute_values(":cur", s(currency.code()));
-    } else {
-        // System shards: created on first use, never conditioned on balance.
-        let sign = match movement {
-            Movement::Credit => "+",
-            _ => "-",
-        };
-        update = update
-            .update_expression(format!(
-                "SET balance = if_not_exists(balance, :zero) {sign} :a, available = if_not_exists(available, :zero) {sign} :a, \
-                 held = if_not_exists(held, :zero), account_id = if_not_exists(account_id, :id), \
-                 currency = if_not_exists(currency, :cur), entity = if_not_exists(entity, :entity), \
-                 created_at = if_not_exists(created_at, :now), updated_at = :now"
-            ))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":id", s(account.as_str()))
-            .expression_attribute_values(":cur", s(currency.code()))
-            .expression_attribute_values(":entity", s("account"));
-    }
-    Ok(TransactWriteItem::builder().update(update.build().map_err(StoreError::dynamo)?).build())
+        .expression_attribute_values(":now", s(now))
+        .expression_attribute_values(":cur", s(currency.code()))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
-async fn write(table: &Table, items: Vec<TransactWriteItem>) -> Result<(), Vec<String>> {
-    match table.client.transact_write_items().set_transact_items(Some(items)).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => match cancellation_reasons(&e) {
-            Some(reasons) => Err(reasons),
-            None => Err(vec![format!("error: {}", StoreError::dynamo(e))]),
+/// The update of one system account shard, created on first use.
+fn system_update(
+    table: &Table,
+    shard: &AccountId,
+    movement: SystemMove,
+    amount: Decimal,
+    currency: Currency,
+    now: &str,
+) -> Result<TransactWriteItem, StoreError> {
+    let sign = match movement {
+        SystemMove::Credit => "+",
+        SystemMove::Debit => "-",
+    };
+    let update = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(account_key(shard)))
+        .update_expression(format!(
+            "SET balance = if_not_exists(balance, :zero) {sign} :a, available = if_not_exists(available, :zero) {sign} :a, \
+             held = if_not_exists(held, :zero), account_id = if_not_exists(account_id, :id), \
+             currency = if_not_exists(currency, :cur), entity = if_not_exists(entity, :entity), \
+             created_at = if_not_exists(created_at, :now), updated_at = :now"
+        ))
+        .expression_attribute_values(":a", n(amount))
+        .expression_attribute_values(":now", s(now))
+        .expression_attribute_values(":zero", n(0))
+        .expression_attribute_values(":id", s(shard.as_str()))
+        .expression_attribute_values(":cur", s(currency.code()))
+        .expression_attribute_values(":entity", s("account"))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A plain debit or credit of any account: a wallet's debit is conditioned on its available
+/// balance, a system shard's never is.
+fn leg(
+    table: &Table,
+    account: &AccountId,
+    debit: bool,
+    amount: Amount,
+    currency: Currency,
+    now: &str,
+) -> Result<TransactWriteItem, StoreError> {
+    match account.wallet_owner() {
+        Some(owner) => {
+            let movement = if debit { WalletMove::Debit } else { WalletMove::Credit };
+            wallet_update(table, &owner, movement, amount, currency, now)
+        }
+        None if account.is_system() => {
+            let movement = if debit { SystemMove::Debit } else { SystemMove::Credit };
+            system_update(table, account, movement, amount.value(), currency, now)
+        }
+        None => Err(StoreError::Corrupt(format!("not an account id: {account}"))),
+    }
+}
+
+/// The owner of the wallet a held movement reserved money on.
+fn held_wallet(tx: &Transaction) -> Result<UserId, StoreError> {
+    AccountId::from_stored(&tx.debit_account)
+        .wallet_owner()
+        .ok_or_else(|| StoreError::Corrupt(format!("held movement {} debits a non-wallet", tx.id)))
+}
+
+/// Maps a refused write to the error its first refusing item stands for.
+fn refusal(err: TransactError, meaning: &[LedgerError]) -> LedgerError {
+    let at = err.refused_at();
+    match err {
+        TransactError::Store(e) => LedgerError::Store(e),
+        TransactError::Refused(reasons) => match at.and_then(|i| meaning.get(i)) {
+            Some(LedgerError::InsufficientFunds) => LedgerError::InsufficientFunds,
+            Some(LedgerError::Duplicate) => LedgerError::Duplicate,
+            Some(LedgerError::AccountMissing) => LedgerError::AccountMissing,
+            Some(LedgerError::NotFound) => LedgerError::NotFound,
+            Some(LedgerError::LimitExceeded) => LedgerError::LimitExceeded,
+            Some(LedgerError::ConditionFailed) => LedgerError::ConditionFailed,
+            _ => LedgerError::Store(StoreError::Dynamo(format!("transaction cancelled: {reasons:?}"))),
         },
     }
 }
 
-/// Maps a cancelled write to the error of the first item that refused it.
-fn refusal(reasons: &[String], meaning: &[LedgerError]) -> LedgerError {
-    if let Some(err) = reasons.iter().find(|r| r.starts_with("error: ")) {
-        return LedgerError::Store(StoreError::Dynamo(err.clone()));
+/// Tells a short wallet from a restricted one, after a debit of `owner`'s wallet was refused.
+async fn explain_short(table: &Table, owner: &UserId, err: LedgerError) -> LedgerError {
+    if !matches!(err, LedgerError::InsufficientFunds) {
+        return err;
     }
-    for (i, r) in reasons.iter().enumerate() {
-        if r == "ConditionalCheckFailed" {
-            return match meaning.get(i) {
-                Some(LedgerError::InsufficientFunds) => LedgerError::InsufficientFunds,
-                Some(LedgerError::Duplicate) => LedgerError::Duplicate,
-                Some(LedgerError::AccountMissing) => LedgerError::AccountMissing,
-                Some(LedgerError::NotFound) => LedgerError::NotFound,
-                Some(LedgerError::LimitExceeded) => LedgerError::LimitExceeded,
-                _ => LedgerError::Store(StoreError::Dynamo(format!("condition failed at item {i}"))),
-            };
-        }
+    match get_item(table, account_key(&AccountId::wallet(owner))).await {
+        Ok(Some(item)) if item.contains_key("shortfall") => LedgerError::WalletRestricted,
+        Ok(Some(_)) => LedgerError::InsufficientFunds,
+        Ok(None) => LedgerError::AccountMissing,
+        Err(e) => LedgerError::Store(e),
     }
-    if reasons.iter().any(|r| r == "TransactionConflict") {
-        return LedgerError::Conflict;
-    }
-    LedgerError::Store(StoreError::Dynamo(format!("transaction cancelled: {reasons:?}")))
 }
 
-/// Records a PENDING movement without moving money (a deposit awaiting payment), together with
-/// `extra` items (such as a daily-limit counter) in the same write.
+/// Records a PENDING movement without moving money (a deposit awaiting payment), counted
+/// against `quota` in the same write when one is given.
 ///
 /// # Errors
-/// [`LedgerError::Duplicate`] when the id exists; `extra_meaning` names what a failed
-/// condition on each extra item means.
+/// [`LedgerError::Duplicate`] when the id exists (nothing written: a repeat of a request that
+/// already recorded it meets its record), [`LedgerError::LimitExceeded`] when the quota is
+/// spent.
 pub async fn record_pending(
     table: &Table,
     new: &NewTransaction,
-    extra: Vec<TransactWriteItem>,
-    extra_meaning: Vec<LedgerError>,
+    quota: Option<&Quota>,
 ) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
-    let item = transaction_item(new, TransactionStatus::Pending, false, &now);
+    let mut item = transaction_item(new, TransactionStatus::Pending, false, &now);
+    if let Some(q) = quota {
+        item.insert("quota_key".into(), s(&q.key));
+    }
     let tx = transaction_from_item(&item)?;
     let mut items = vec![put_new(table, item)?];
-    items.extend(extra);
-    let mut meaning = vec![LedgerError::Duplicate];
-    meaning.extend(extra_meaning);
-    write(table, items).await.map_err(|r| refusal(&r, &meaning))?;
+    if let Some(q) = quota {
+        items.push(q.charge(table, new.amount)?);
+    }
+    transact(table, items).await.map_err(|e| refusal(e, &[LedgerError::Duplicate, LedgerError::LimitExceeded]))?;
     Ok(tx)
 }
 
-/// Records a PENDING movement and reserves its amount on the debit wallet, in one write whose
-/// condition is that the wallet's available balance covers it.
+/// A movement whose amount is first reserved on its user's wallet (a withdrawal, a call), then
+/// posted or released. The debit side is the user's wallet by construction: nothing else can
+/// hold money.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub id: TransactionId,
+    /// Whose wallet the amount is reserved on, and whose history it appears in.
+    pub user_id: UserId,
+    pub kind: TransactionType,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub credit: Side,
+    pub description: String,
+    pub reference: Option<String>,
+}
+
+/// Records a PENDING movement and reserves its amount on the user's wallet, in one write whose
+/// condition is that the wallet's available balance covers it and the wallet is not restricted.
 ///
 /// # Errors
-/// [`LedgerError::InsufficientFunds`], [`LedgerError::AccountMissing`], [`LedgerError::Duplicate`].
-pub async fn hold(table: &Table, new: &NewTransaction) -> Result<Transaction, LedgerError> {
-    let Side::Account(debit) = &new.debit else {
-        return Err(LedgerError::Store(StoreError::Corrupt("only a wallet can hold money".into())));
-    };
+/// [`LedgerError::InsufficientFunds`], [`LedgerError::WalletRestricted`],
+/// [`LedgerError::AccountMissing`], [`LedgerError::Duplicate`].
+pub async fn hold(table: &Table, new: &NewHold) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
-    let item = transaction_item(new, TransactionStatus::Pending, true, &now);
+    let movement = NewTransaction {
+        id: new.id.clone(),
+        user_id: new.user_id.clone(),
+        kind: new.kind,
+        amount: new.amount,
+        currency: new.currency,
+        debit: Side::Account(AccountId::wallet(&new.user_id)),
+        credit: new.credit.clone(),
+        description: new.description.clone(),
+        reference: new.reference.clone(),
+    };
+    let item = transaction_item(&movement, TransactionStatus::Pending, true, &now);
     let tx = transaction_from_item(&item)?;
-    let items =
-        vec![put_new(table, item)?, account_update(table, debit, Movement::Hold, new.amount, new.currency, &now)?];
-    write(table, items).await.map_err(|r| refusal(&r, &[LedgerError::Duplicate, LedgerError::InsufficientFunds]))?;
-    Ok(tx)
+    let items = vec![
+        put_new(table, item)?,
+        wallet_update(table, &new.user_id, WalletMove::Hold, new.amount, new.currency, &now)?,
+    ];
+    match transact(table, items).await {
+        Ok(()) => Ok(tx),
+        Err(e) => Err(explain_short(
+            table,
+            &new.user_id,
+            refusal(e, &[LedgerError::Duplicate, LedgerError::InsufficientFunds]),
+        )
+        .await),
+    }
 }
 
 /// Moves money at once: a COMPLETED movement, the debit (conditioned on available funds for a
 /// wallet) and the credit, in one write.
 ///
 /// # Errors
-/// [`LedgerError::InsufficientFunds`], [`LedgerError::AccountMissing`], [`LedgerError::Duplicate`].
+/// [`LedgerError::InsufficientFunds`], [`LedgerError::WalletRestricted`],
+/// [`LedgerError::AccountMissing`], [`LedgerError::Duplicate`].
 pub async fn transfer(table: &Table, new: &NewTransaction) -> Result<Transaction, LedgerError> {
+    transfer_with(table, new, Vec::new()).await
+}
+
+/// [`transfer`], with `extra` items written in the same transaction (their failed condition is
+/// [`LedgerError::ConditionFailed`]).
+///
+/// # Errors
+/// As [`transfer`], and [`LedgerError::ConditionFailed`].
+pub async fn transfer_with(
+    table: &Table,
+    new: &NewTransaction,
+    extra: Vec<TransactWriteItem>,
+) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
     let debit = new.debit.resolve();
     let credit = new.credit.resolve();
@@ -334,15 +512,24 @@ pub async fn transfer(table: &Table, new: &NewTransaction) -> Result<Transaction
     let mut item = transaction_item(&resolved, TransactionStatus::Completed, false, &now);
     item.insert("completed_at".into(), s(&now));
     let tx = transaction_from_item(&item)?;
-    let items = vec![
+    let mut items = vec![
         put_new(table, item)?,
-        account_update(table, &debit, Movement::Debit, new.amount, new.currency, &now)?,
-        account_update(table, &credit, Movement::Credit, new.amount, new.currency, &now)?,
+        leg(table, &debit, true, new.amount, new.currency, &now)?,
+        leg(table, &credit, false, new.amount, new.currency, &now)?,
     ];
-    write(table, items).await.map_err(|r| {
-        refusal(&r, &[LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::AccountMissing])
-    })?;
-    Ok(tx)
+    let mut meaning = vec![LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::AccountMissing];
+    meaning.extend(extra.iter().map(|_| LedgerError::ConditionFailed));
+    items.extend(extra);
+    match transact(table, items).await {
+        Ok(()) => Ok(tx),
+        Err(e) => {
+            let err = refusal(e, &meaning);
+            match debit.wallet_owner() {
+                Some(owner) => Err(explain_short(table, &owner, err).await),
+                None => Err(err),
+            }
+        }
+    }
 }
 
 /// The outcome of settling a PENDING movement.
@@ -361,7 +548,7 @@ pub struct Settled {
 ///
 /// # Errors
 /// [`LedgerError::AlreadyFinal`] for a FAILED movement, [`LedgerError::NotFound`],
-/// [`LedgerError::InsufficientFunds`] (unheld wallet debit), [`LedgerError::Conflict`].
+/// [`LedgerError::InsufficientFunds`] (unheld wallet debit).
 pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerError> {
     let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
     match tx.status {
@@ -388,13 +575,17 @@ pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerEr
         .expression_attribute_values(":now", s(&now))
         .build()
         .map_err(StoreError::dynamo)?;
-    let debit_movement = if tx.held { Movement::DebitHeld } else { Movement::Debit };
+    let debit_leg = if tx.held {
+        wallet_update(table, &held_wallet(&tx)?, WalletMove::DebitHeld, tx.amount, tx.currency, &now)?
+    } else {
+        leg(table, &debit, true, tx.amount, tx.currency, &now)?
+    };
     let items = vec![
         TransactWriteItem::builder().update(mark).build(),
-        account_update(table, &debit, debit_movement, tx.amount, tx.currency, &now)?,
-        account_update(table, &credit, Movement::Credit, tx.amount, tx.currency, &now)?,
+        debit_leg,
+        leg(table, &credit, false, tx.amount, tx.currency, &now)?,
     ];
-    match write(table, items).await {
+    match transact(table, items).await {
         Ok(()) => {
             let mut done = tx;
             done.status = TransactionStatus::Completed;
@@ -404,7 +595,7 @@ pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerEr
             done.updated_at = now;
             Ok(Settled { transaction: done, changed: true })
         }
-        Err(reasons) if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+        Err(e) if e.refused_at() == Some(0) => {
             // Someone settled it first: report what it became.
             let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
             match now_tx.status {
@@ -412,15 +603,19 @@ pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerEr
                 other => Err(LedgerError::AlreadyFinal(other)),
             }
         }
-        Err(reasons) => Err(refusal(
-            &reasons,
-            &[LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::AccountMissing],
-        )),
+        Err(e) => {
+            let err = refusal(e, &[LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::AccountMissing]);
+            match debit.wallet_owner() {
+                Some(owner) if !tx.held => Err(explain_short(table, &owner, err).await),
+                _ => Err(err),
+            }
+        }
     }
 }
 
-/// Fails a PENDING movement with a reason, releasing its hold in the same write. Failing an
-/// already FAILED movement changes nothing; a COMPLETED one is refused.
+/// Fails a PENDING movement with a reason, in one write that also releases its hold and gives
+/// back what it counted against a [`Quota`]. Failing an already FAILED movement changes nothing;
+/// a COMPLETED one is refused.
 ///
 /// # Errors
 /// [`LedgerError::AlreadyFinal`] for a COMPLETED movement, [`LedgerError::NotFound`].
@@ -446,10 +641,12 @@ pub async fn fail(table: &Table, id: &TransactionId, reason: &str) -> Result<Set
         .map_err(StoreError::dynamo)?;
     let mut items = vec![TransactWriteItem::builder().update(mark).build()];
     if tx.held {
-        let debit = AccountId::from_stored(&tx.debit_account);
-        items.push(account_update(table, &debit, Movement::Release, tx.amount, tx.currency, &now)?);
+        items.push(wallet_update(table, &held_wallet(&tx)?, WalletMove::Release, tx.amount, tx.currency, &now)?);
     }
-    match write(table, items).await {
+    if let Some(quota) = &tx.quota_key {
+        items.push(Quota::give_back(table, quota, tx.amount)?);
+    }
+    match transact(table, items).await {
         Ok(()) => {
             let mut done = tx;
             done.status = TransactionStatus::Failed;
@@ -457,15 +654,278 @@ pub async fn fail(table: &Table, id: &TransactionId, reason: &str) -> Result<Set
             done.updated_at = now;
             Ok(Settled { transaction: done, changed: true })
         }
-        Err(reasons) if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+        Err(e) if e.refused_at() == Some(0) => {
             let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
             match now_tx.status {
                 TransactionStatus::Failed => Ok(Settled { transaction: now_tx, changed: false }),
                 other => Err(LedgerError::AlreadyFinal(other)),
             }
         }
-        Err(reasons) => Err(refusal(&reasons, &[LedgerError::NotFound, LedgerError::AccountMissing])),
+        Err(e) => Err(refusal(e, &[LedgerError::NotFound, LedgerError::AccountMissing])),
     }
+}
+
+/// What reversing a deposit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversed {
+    /// The reversal movement (wallet → Revio clearing, or receivables → clearing when the
+    /// wallet held nothing).
+    pub reversal: TransactionId,
+    /// How much the wallet could not cover: it is owed, and the wallet is restricted until a
+    /// later credit covers it ([`recover_shortfall`]).
+    pub shortfall: Decimal,
+    /// `false` when the deposit had been reversed before (nothing written now).
+    pub changed: bool,
+}
+
+/// Reverses a COMPLETED deposit whose payment Revio took back (`reason`: `refunded`,
+/// `chargeback`), exactly once.
+///
+/// In one write: the deposit is marked reversed (conditioned on not being reversed already),
+/// the wallet gives back what it has available of the amount (`x`), the remainder (`s`) is
+/// booked to the receivables account and added to the wallet's `shortfall` — which restricts
+/// the wallet (no debit, no hold) until [`recover_shortfall`] clears it — and Revio clearing is
+/// credited the whole amount. The movements' ids derive from the deposit's, so a repeat meets
+/// them. The available amount is read first; the write's conditions re-check it, and a change
+/// meanwhile repeats the attempt with the new figure.
+///
+/// # Errors
+/// [`LedgerError::AlreadyFinal`] when the deposit is not COMPLETED, [`LedgerError::NotFound`].
+pub async fn reverse_deposit(table: &Table, id: &TransactionId, reason: &str) -> Result<Reversed, LedgerError> {
+    for _ in 0..5 {
+        let deposit = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+        if let Some(previous) = &deposit.reversed_by {
+            let owed = |t: &Transaction| !t.debit_account.starts_with("wallet:");
+            let shortfall = match get_transaction(table, previous).await? {
+                // The wallet covered nothing: the first movement is the shortfall.
+                Some(t) if owed(&t) => t.amount.value(),
+                _ => match get_transaction(table, &previous.derive("shortfall")).await? {
+                    Some(t) => t.amount.value(),
+                    None => Decimal::ZERO,
+                },
+            };
+            return Ok(Reversed { reversal: previous.clone(), shortfall, changed: false });
+        }
+        if deposit.status != TransactionStatus::Completed {
+            return Err(LedgerError::AlreadyFinal(deposit.status));
+        }
+        let wallet = AccountId::from_stored(&deposit.credit_account);
+        let owner = wallet.wallet_owner().ok_or_else(|| StoreError::Corrupt("deposit credits a non-wallet".into()))?;
+        let account = get_account(table, &wallet).await?.ok_or(LedgerError::AccountMissing)?;
+        let amount = deposit.amount.value();
+        let covered = account.available.max(Decimal::ZERO).min(amount);
+        let shortfall = amount - covered;
+        let now = now_rfc3339();
+        let reversal_id = deposit.id.derive("reversal");
+        let clearing = AccountId::system_any_shard(SystemAccount::RevioClearing);
+        let describe = |what: &str| format!("{what} of deposit {} ({reason})", deposit.id);
+
+        let mark = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(transaction_key(id)))
+            .update_expression("SET reversed_by = :r, reversal_reason = :why, updated_at = :now")
+            .condition_expression("#status = :completed AND attribute_not_exists(reversed_by)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(TransactionStatus::Completed.as_str()))
+            .expression_attribute_values(":r", s(reversal_id.as_str()))
+            .expression_attribute_values(":why", s(reason))
+            .expression_attribute_values(":now", s(&now))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        let mut items = vec![TransactWriteItem::builder().update(mark).build()];
+        let mut meaning = vec![LedgerError::ConditionFailed];
+        let movement = |id: TransactionId, debit: AccountId, value: Decimal, what: &str| -> Result<Item, LedgerError> {
+            let new = NewTransaction {
+                id,
+                user_id: owner.clone(),
+                kind: TransactionType::Reversal,
+                amount: Amount::new(value, deposit.currency)
+                    .map_err(|_| StoreError::Corrupt("reversal amount".into()))?,
+                currency: deposit.currency,
+                debit: Side::Account(debit),
+                credit: Side::Account(clearing.clone()),
+                description: describe(what),
+                reference: Some(deposit.id.to_string()),
+            };
+            let mut item = transaction_item(&new, TransactionStatus::Completed, false, &now);
+            item.insert("completed_at".into(), s(&now));
+            item.insert("reverses".into(), s(deposit.id.as_str()));
+            Ok(item)
+        };
+        // The wallet's part (when it has any), else the whole amount is owed.
+        let (first_debit, first_value) =
+            if covered > Decimal::ZERO { (wallet.clone(), covered) } else { (receivables_shard(&owner), shortfall) };
+        items.push(put_new(table, movement(reversal_id.clone(), first_debit, first_value, "Reversal")?)?);
+        meaning.push(LedgerError::Duplicate);
+        if covered > Decimal::ZERO && shortfall > Decimal::ZERO {
+            items.push(put_new(
+                table,
+                movement(reversal_id.derive("shortfall"), receivables_shard(&owner), shortfall, "Uncovered reversal")?,
+            )?);
+            meaning.push(LedgerError::Duplicate);
+        }
+        // The wallet: give back `covered` (conditioned on having it), add the shortfall.
+        let mut set = vec!["updated_at = :now"];
+        let mut wallet_cond = "attribute_exists(pk) AND currency = :cur".to_owned();
+        let mut update = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(account_key(&wallet)))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":cur", s(deposit.currency.code()));
+        if covered > Decimal::ZERO {
+            set.push("balance = balance - :x, available = available - :x");
+            wallet_cond.push_str(" AND available >= :x");
+            update = update.expression_attribute_values(":x", n(covered));
+        }
+        if shortfall > Decimal::ZERO {
+            set.push("shortfall = if_not_exists(shortfall, :zero) + :s, gsi2pk = :restricted, gsi2sk = :owner");
+            update = update
+                .expression_attribute_values(":s", n(shortfall))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":restricted", s(RESTRICTED_PARTITION))
+                .expression_attribute_values(":owner", s(owner.as_str()));
+        }
+        let update = update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(wallet_cond)
+            .build()
+            .map_err(StoreError::dynamo)?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        meaning.push(LedgerError::InsufficientFunds);
+        if shortfall > Decimal::ZERO {
+            items.push(system_update(
+                table,
+                &receivables_shard(&owner),
+                SystemMove::Debit,
+                shortfall,
+                deposit.currency,
+                &now,
+            )?);
+            meaning.push(LedgerError::ConditionFailed);
+        }
+        items.push(system_update(table, &clearing, SystemMove::Credit, amount, deposit.currency, &now)?);
+        meaning.push(LedgerError::ConditionFailed);
+
+        match transact(table, items).await {
+            Ok(()) => {
+                tracing::warn!(transaction_id = %deposit.id, reversal_id = %reversal_id, %covered, %shortfall, reason, "deposit reversed");
+                return Ok(Reversed { reversal: reversal_id, shortfall, changed: true });
+            }
+            // Reversed meanwhile, or the wallet's available amount changed: look again.
+            Err(e)
+                if matches!(
+                    refusal_kind(&e, &meaning),
+                    Some(LedgerError::ConditionFailed | LedgerError::InsufficientFunds | LedgerError::Duplicate)
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(refusal(e, &meaning)),
+        }
+    }
+    Err(LedgerError::Store(StoreError::Unavailable("the wallet kept changing during the reversal".into())))
+}
+
+fn refusal_kind<'a>(err: &TransactError, meaning: &'a [LedgerError]) -> Option<&'a LedgerError> {
+    err.refused_at().and_then(|i| meaning.get(i))
+}
+
+/// The receivables shard for a user: what users owe after a reversal their wallet could not
+/// cover (sharded like every system account).
+fn receivables_shard(owner: &UserId) -> AccountId {
+    let shard = owner.as_str().bytes().fold(0_u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)));
+    AccountId::system(SystemAccount::Receivables, shard)
+}
+
+/// What [`recover_shortfall`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Taken from the wallet towards its shortfall now.
+    pub recovered: Decimal,
+    /// Still owed; zero means the wallet is no longer restricted.
+    pub remaining: Decimal,
+}
+
+/// Covers a restricted wallet's shortfall from what it has available (after a later deposit),
+/// in one write per call: wallet → receivables, conditioned on the figures it read; when the
+/// shortfall is covered in full the restriction is lifted in the same write.
+///
+/// # Errors
+/// [`LedgerError::AccountMissing`]; a write conflict repeats the attempt with fresh figures.
+pub async fn recover_shortfall(table: &Table, owner: &UserId) -> Result<Recovery, LedgerError> {
+    let wallet = AccountId::wallet(owner);
+    for _ in 0..5 {
+        let Some(item) = get_item(table, account_key(&wallet)).await? else { return Err(LedgerError::AccountMissing) };
+        let account = account_from_item(&item)?;
+        let owed = if item.contains_key("shortfall") { item.decimal("shortfall")? } else { Decimal::ZERO };
+        let take = account.available.max(Decimal::ZERO).min(owed);
+        if take <= Decimal::ZERO {
+            return Ok(Recovery { recovered: Decimal::ZERO, remaining: owed });
+        }
+        let now = now_rfc3339();
+        let shard = receivables_shard(owner);
+        let new = NewTransaction {
+            id: TransactionId::generate(),
+            user_id: owner.clone(),
+            kind: TransactionType::Reversal,
+            amount: Amount::new(take, account.currency).map_err(|_| StoreError::Corrupt("recovery amount".into()))?,
+            currency: account.currency,
+            debit: Side::Account(wallet.clone()),
+            credit: Side::Account(shard.clone()),
+            description: "Shortfall of a reversed deposit covered".into(),
+            reference: None,
+        };
+        let mut txn = transaction_item(&new, TransactionStatus::Completed, false, &now);
+        txn.insert("completed_at".into(), s(&now));
+        let settle = if take == owed {
+            "SET balance = balance - :x, available = available - :x, updated_at = :now REMOVE shortfall, gsi2pk, gsi2sk"
+        } else {
+            "SET balance = balance - :x, available = available - :x, shortfall = shortfall - :x, updated_at = :now"
+        };
+        let update = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(account_key(&wallet)))
+            .update_expression(settle)
+            .condition_expression("available >= :x AND shortfall = :owed")
+            .expression_attribute_values(":x", n(take))
+            .expression_attribute_values(":owed", n(owed))
+            .expression_attribute_values(":now", s(&now))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        let items = vec![
+            put_new(table, txn)?,
+            TransactWriteItem::builder().update(update).build(),
+            system_update(table, &shard, SystemMove::Credit, take, account.currency, &now)?,
+        ];
+        match transact(table, items).await {
+            Ok(()) => {
+                tracing::info!(user_id = %owner, recovered = %take, remaining = %(owed - take), "reversal shortfall recovered");
+                return Ok(Recovery { recovered: take, remaining: owed - take });
+            }
+            Err(e) if e.refused_at() == Some(1) => continue,
+            Err(e) => return Err(refusal(e, &[LedgerError::Duplicate, LedgerError::ConditionFailed])),
+        }
+    }
+    Err(LedgerError::Store(StoreError::Unavailable("the wallet kept changing during recovery".into())))
+}
+
+/// Every wallet restricted by a reversal shortfall (the sparse index), up to `limit`.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn restricted_wallets(table: &Table, limit: i32) -> Result<Vec<UserId>, StoreError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name("gsi2")
+        .key_condition_expression("gsi2pk = :pk")
+        .expression_attribute_values(":pk", s(RESTRICTED_PARTITION))
+        .limit(limit)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    Ok(out.items().iter().filter_map(|i| i.opt_str("gsi2sk").and_then(|u| UserId::parse(u).ok())).collect())
 }
 
 /// Sets provider details on a PENDING movement (a deposit's Revio purchase id and checkout URL)
@@ -500,13 +960,13 @@ pub async fn attach_reference(
     let mut claim = key(format!("REF#{provider}#{reference}"), "REF");
     claim.insert("transaction_id".into(), s(id.as_str()));
     let items = vec![TransactWriteItem::builder().update(update).build(), put_new(table, claim)?];
-    match write(table, items).await {
+    match transact(table, items).await {
         Ok(()) => Ok(()),
-        Err(reasons) if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+        Err(e) if e.refused_at() == Some(0) => {
             let status = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?.status;
             Err(LedgerError::AlreadyFinal(status))
         }
-        Err(reasons) => Err(refusal(&reasons, &[LedgerError::NotFound, LedgerError::Duplicate])),
+        Err(e) => Err(refusal(e, &[LedgerError::NotFound, LedgerError::Duplicate])),
     }
 }
 

@@ -16,11 +16,13 @@ pub enum TransactionType {
     ReferralReward,
     CallCharge,
     Adjustment,
+    /// Money Revio took back after a deposit (refund, chargeback), or its later recovery.
+    Reversal,
 }
 
 impl TransactionType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [TransactionType; 7] = [
+    pub const ALL: [TransactionType; 8] = [
         TransactionType::Deposit,
         TransactionType::Withdrawal,
         TransactionType::GameFee,
@@ -28,6 +30,7 @@ impl TransactionType {
         TransactionType::ReferralReward,
         TransactionType::CallCharge,
         TransactionType::Adjustment,
+        TransactionType::Reversal,
     ];
 
     /// The stored and sent name (`DEPOSIT`, ...).
@@ -40,6 +43,7 @@ impl TransactionType {
             TransactionType::ReferralReward => "REFERRAL_REWARD",
             TransactionType::CallCharge => "CALL_CHARGE",
             TransactionType::Adjustment => "ADJUSTMENT",
+            TransactionType::Reversal => "REVERSAL",
         }
     }
 
@@ -157,4 +161,10 @@ pub struct Transaction {
     pub completed_at: Option<String>,
     /// Provider data kept with the movement (e.g. the checkout URL of a deposit).
     pub checkout_url: Option<String>,
+    /// The counter ([`super::Quota`]) this movement was counted against, given back if it fails.
+    pub quota_key: Option<String>,
+    /// The movement that reversed this one (a refunded or charged-back deposit).
+    pub reversed_by: Option<TransactionId>,
+    /// Why it was reversed (`refunded`, `chargeback`).
+    pub reversal_reason: Option<String>,
 }

@@ -24,6 +24,10 @@ pub struct RevioConfig {
     /// How reads ([`RevioClient::get_purchase`], [`RevioClient::public_key_pem`]) are repeated;
     /// a purchase creation uses it only for connections that could not be opened.
     pub retry: RetryPolicy,
+    /// Whether an `http://` base URL is accepted. Only a local stack talking to the Revio
+    /// sandbox sets this (`REVIO_ALLOW_INSECURE_HTTP=true`); everywhere else the API key and the
+    /// webhook signing key travel over https only.
+    pub allow_insecure_http: bool,
 }
 
 impl RevioConfig {
@@ -32,7 +36,7 @@ impl RevioConfig {
     /// Default bound on a whole request.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// A configuration with the default time bounds and [`RetryPolicy::default`].
+    /// A configuration with the default time bounds and [`RetryPolicy::default`], https only.
     pub fn new(base_url: impl Into<String>, api_key: SecretString, brand_id: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
@@ -41,22 +45,49 @@ impl RevioConfig {
             connect_timeout: Self::CONNECT_TIMEOUT,
             request_timeout: Self::REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
+            allow_insecure_http: false,
         }
     }
 
+    /// The same configuration, also accepting an `http://` base URL (the local sandbox only).
+    #[must_use]
+    pub fn allowing_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
     /// The configuration from `REVIO_BASE_URL`, optional `REVIO_TIMEOUT_MS` (whole-request bound,
-    /// 1..=60000) and the already loaded secret `secret_id` (`{"api_key": ..., "brand_id": ...}`).
+    /// 1..=60000), optional `REVIO_ALLOW_INSECURE_HTTP` and the already loaded secret `secret_id`
+    /// (`{"api_key": ..., "brand_id": ...}`).
     fn from_parts(env: &Env, secret_id: &str, secret: &SecretString) -> Result<Self, InitError> {
         let base_url = env.require("REVIO_BASE_URL")?;
+        let allow_insecure_http = allows_insecure_http(env)?;
         let timeout = env.optional("REVIO_TIMEOUT_MS").map(|raw| parse_timeout(&raw)).transpose()?;
         let (api_key, brand_id) =
             read_credentials(secret).map_err(|reason| InitError::Secret { id: secret_id.to_owned(), reason })?;
         let mut config = Self::new(base_url, api_key, brand_id);
+        config.allow_insecure_http = allow_insecure_http;
         if let Some(timeout) = timeout {
             config.request_timeout = timeout;
             config.connect_timeout = config.connect_timeout.min(timeout);
         }
         Ok(config)
+    }
+}
+
+/// The local-only switch that lets the client speak plain http to the Revio sandbox.
+pub const ALLOW_INSECURE_HTTP_ENV: &str = "REVIO_ALLOW_INSECURE_HTTP";
+
+/// Reads [`ALLOW_INSECURE_HTTP_ENV`]: unset (or empty) and `false` mean https only, `true`
+/// allows http. Anything else is refused rather than guessed at.
+fn allows_insecure_http(env: &Env) -> Result<bool, InitError> {
+    match env.optional(ALLOW_INSECURE_HTTP_ENV).as_deref().map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(InitError::InvalidEnv {
+            name: ALLOW_INSECURE_HTTP_ENV.into(),
+            reason: "must be true or false (true only for a local stack talking to the Revio sandbox)".into(),
+        }),
     }
 }
 
@@ -85,12 +116,19 @@ fn read_credentials(secret: &SecretString) -> Result<(SecretString, String), Str
     Ok((SecretString::new(api_key), field("brand_id")?))
 }
 
-/// The base URL without a trailing slash, checked to be an absolute http(s) URL.
-fn normalise_base_url(raw: &str) -> Result<String, InitError> {
+/// The base URL without a trailing slash, checked to be an absolute https URL (or http, when
+/// `allow_insecure_http`).
+fn normalise_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, InitError> {
     let invalid = |reason: &str| InitError::InvalidEnv { name: "REVIO_BASE_URL".into(), reason: reason.into() };
     let url = Url::parse(raw.trim()).map_err(|e| invalid(&format!("not an absolute URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid("must be an http(s) URL with a host, such as https://gate.reviopay.com"));
+        return Err(invalid("must be an https URL with a host, such as https://gate.reviopay.com"));
+    }
+    if url.scheme() == "http" && !allow_insecure_http {
+        return Err(invalid(
+            "must be https: the API key and the webhook signing key are not sent over plain http \
+             (http is accepted only by a local stack, with REVIO_ALLOW_INSECURE_HTTP=true)",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("must not carry credentials, a query or a fragment"));
@@ -137,15 +175,17 @@ pub struct RevioClient {
 
 impl RevioClient {
     /// Reads `REVIO_BASE_URL` (such as `https://gate.reviopay.com`), `REVIO_SECRET_ID` (a
-    /// Secrets Manager secret holding `{"api_key": "...", "brand_id": "..."}`) and optional
-    /// `REVIO_TIMEOUT_MS` (the whole-request bound, default 5000), and loads the secret.
+    /// Secrets Manager secret holding `{"api_key": "...", "brand_id": "..."}`), optional
+    /// `REVIO_TIMEOUT_MS` (the whole-request bound, default 5000) and optional
+    /// `REVIO_ALLOW_INSECURE_HTTP` (`true` only in a local stack; an `http://` base URL is
+    /// refused otherwise), and loads the secret.
     ///
     /// # Errors
-    /// [`InitError::MissingEnv`] / [`InitError::InvalidEnv`] naming the variable,
-    /// [`InitError::Secret`] when the secret cannot be loaded or lacks a field (its value is never
-    /// quoted).
+    /// [`InitError::MissingEnv`] / [`InitError::InvalidEnv`] naming the variable (an `http://`
+    /// `REVIO_BASE_URL` without the local switch among them), [`InitError::Secret`] when the
+    /// secret cannot be loaded or lacks a field (its value is never quoted).
     pub async fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        normalise_base_url(&env.require("REVIO_BASE_URL")?)?;
+        normalise_base_url(&env.require("REVIO_BASE_URL")?, allows_insecure_http(env)?)?;
         if let Some(raw) = env.optional("REVIO_TIMEOUT_MS") {
             parse_timeout(&raw)?;
         }
@@ -157,10 +197,11 @@ impl RevioClient {
     /// A client with exactly this configuration.
     ///
     /// # Errors
-    /// [`InitError::InvalidEnv`] for an unusable base URL, [`InitError::Dependency`] when the
-    /// HTTP client (TLS) cannot be set up.
+    /// [`InitError::InvalidEnv`] for an unusable base URL (`http://` included, unless
+    /// [`RevioConfig::allow_insecure_http`]), [`InitError::Dependency`] when the HTTP client (TLS)
+    /// cannot be set up.
     pub fn new(config: RevioConfig) -> Result<Self, InitError> {
-        let base_url = normalise_base_url(&config.base_url)?;
+        let base_url = normalise_base_url(&config.base_url, config.allow_insecure_http)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -409,6 +450,45 @@ fn truncate(text: String, max_chars: usize) -> String {
     }
 }
 
+/// Changing a purchase after the fact: cancelling an unpaid one, refunding a paid one.
+impl RevioClient {
+    /// Cancels an unpaid purchase (`POST /api/v1/purchases/<id>/cancel/`), so that it can no
+    /// longer be paid. Sent once (a repeated cancel is harmless, but the answer decides).
+    ///
+    /// # Errors
+    /// [`RevioError::NotFound`], [`RevioError::Rejected`] when Revio refuses (for example the
+    /// purchase was paid meanwhile: read it again), [`RevioError::Unavailable`],
+    /// [`RevioError::Malformed`].
+    pub async fn cancel_purchase(&self, id: &str) -> Result<Purchase, RevioError> {
+        self.change_purchase(id, "cancel").await
+    }
+
+    /// Refunds a paid purchase in full (`POST /api/v1/purchases/<id>/refund/`).
+    ///
+    /// # Errors
+    /// As [`RevioClient::cancel_purchase`]; a purchase that is not paid (already refunded, for
+    /// one) is [`RevioError::Rejected`].
+    pub async fn refund_purchase(&self, id: &str) -> Result<Purchase, RevioError> {
+        self.change_purchase(id, "refund").await
+    }
+
+    async fn change_purchase(&self, id: &str, action: &str) -> Result<Purchase, RevioError> {
+        if !is_plausible_id(id) {
+            return Err(RevioError::NotFound);
+        }
+        let path = format!("/api/v1/purchases/{id}/{action}/");
+        let answer = self.call(Method::POST, &path, Some(b"{}".to_vec()), Repeat::IfNothingSent).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(RevioError::NotFound);
+        }
+        if !answer.status.is_success() {
+            return Err(self.refusal(&answer));
+        }
+        answer.usable()?;
+        Purchase::from_json(&answer.body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,9 +545,9 @@ mod tests {
     }
 
     #[test]
-    fn the_base_url_must_be_an_http_url_without_the_api_path() {
-        assert_eq!(normalise_base_url("https://gate.reviopay.com/").unwrap(), "https://gate.reviopay.com");
-        assert_eq!(normalise_base_url("http://127.0.0.1:4580").unwrap(), "http://127.0.0.1:4580");
+    fn the_base_url_must_be_an_https_url_without_the_api_path() {
+        assert_eq!(normalise_base_url("https://gate.reviopay.com/", false).unwrap(), "https://gate.reviopay.com");
+        assert_eq!(normalise_base_url("http://127.0.0.1:4580", true).unwrap(), "http://127.0.0.1:4580");
         for bad in [
             "gate.reviopay.com",
             "ftp://gate.reviopay.com",
@@ -475,7 +555,53 @@ mod tests {
             "https://k:s@gate.reviopay.com",
             "https://x/?a=1",
         ] {
-            assert!(matches!(normalise_base_url(bad), Err(InitError::InvalidEnv { .. })), "{bad}");
+            for insecure in [false, true] {
+                assert!(matches!(normalise_base_url(bad, insecure), Err(InitError::InvalidEnv { .. })), "{bad}");
+            }
+        }
+    }
+
+    fn offline_aws() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder().build()
+    }
+
+    #[tokio::test]
+    async fn an_http_base_url_is_refused_at_init_without_the_local_switch() {
+        for flag in [None, Some("false"), Some("")] {
+            let mut env =
+                Env::default().with("REVIO_BASE_URL", "http://gate.reviopay.com").with("REVIO_SECRET_ID", "x");
+            if let Some(flag) = flag {
+                env = env.with("REVIO_ALLOW_INSECURE_HTTP", flag);
+            }
+            let err = RevioClient::from_env(&env, &offline_aws()).await.unwrap_err();
+            assert!(
+                matches!(err, InitError::InvalidEnv { ref name, ref reason } if name == "REVIO_BASE_URL" && reason.contains("https")),
+                "{flag:?}: {err}"
+            );
+            assert!(err.to_string().contains("REVIO_ALLOW_INSECURE_HTTP"), "the message names the switch: {err}");
+        }
+        let plain = RevioConfig::new("http://127.0.0.1:4580", SecretString::new("k".into()), "b");
+        assert!(
+            matches!(RevioClient::new(plain), Err(InitError::InvalidEnv { ref name, .. }) if name == "REVIO_BASE_URL")
+        );
+    }
+
+    #[test]
+    fn the_local_switch_allows_http_and_accepts_only_true_or_false() {
+        let creds = secret(r#"{"api_key": "k", "brand_id": "b"}"#);
+        let local =
+            Env::default().with("REVIO_BASE_URL", "http://127.0.0.1:4580").with("REVIO_ALLOW_INSECURE_HTTP", "true");
+        let config = RevioConfig::from_parts(&local, "revio", &creds).unwrap();
+        assert!(config.allow_insecure_http);
+        assert!(RevioClient::new(config).is_ok());
+        assert!(!RevioConfig::from_parts(&env(), "revio", &creds).unwrap().allow_insecure_http, "off unless set");
+        for bad in ["yes", "1", "TRUE", "on"] {
+            let env = env().with("REVIO_ALLOW_INSECURE_HTTP", bad);
+            let err = RevioConfig::from_parts(&env, "revio", &creds).unwrap_err();
+            assert!(
+                matches!(err, InitError::InvalidEnv { ref name, .. } if name == "REVIO_ALLOW_INSECURE_HTTP"),
+                "{bad}"
+            );
         }
     }
 
@@ -502,7 +628,7 @@ mod tests {
     #[test]
     fn an_echoed_api_key_is_redacted_from_refusals() {
         let client =
-            RevioClient::new(RevioConfig::new("http://127.0.0.1:9", SecretString::new("k-secret".into()), "b"))
+            RevioClient::new(RevioConfig::new("https://127.0.0.1:9", SecretString::new("k-secret".into()), "b"))
                 .unwrap();
         let answer = Answer {
             status: StatusCode::UNAUTHORIZED,
@@ -529,7 +655,8 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_revio_is_unavailable_after_bounded_attempts() {
         // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-        let mut config = RevioConfig::new("http://127.0.0.1:9", SecretString::new("k".into()), "b");
+        let mut config =
+            RevioConfig::new("http://127.0.0.1:9", SecretString::new("k".into()), "b").allowing_insecure_http();
         config.retry = RetryPolicy { max_attempts: 3, base: Duration::from_millis(1), cap: Duration::from_millis(5) };
         let client = RevioClient::new(config).unwrap();
         match client.get_purchase("abc").await {
@@ -543,7 +670,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_purchase_is_tried_again_only_while_no_connection_opens() {
-        let mut config = RevioConfig::new("http://127.0.0.1:9", SecretString::new("k".into()), "b");
+        let mut config =
+            RevioConfig::new("http://127.0.0.1:9", SecretString::new("k".into()), "b").allowing_insecure_http();
         config.retry = RetryPolicy { max_attempts: 2, base: Duration::from_millis(1), cap: Duration::from_millis(5) };
         let client = RevioClient::new(config).unwrap();
         let new = NewPurchase {

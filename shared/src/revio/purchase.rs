@@ -117,7 +117,9 @@ pub enum PurchaseStatus {
     Expired,
     /// Paid, then refunded in full.
     Refunded,
-    /// Any other status, verbatim (for example `hold`, `chargeback`, `pending_refund`).
+    /// Paid, then taken back by the payer's bank (`chargeback`, `charged_back`).
+    Chargeback,
+    /// Any other status, verbatim (for example `hold`, `pending_refund`).
     Other(String),
 }
 
@@ -131,6 +133,7 @@ impl PurchaseStatus {
             "cancelled" | "canceled" => Self::Cancelled,
             "expired" => Self::Expired,
             "refunded" => Self::Refunded,
+            "chargeback" | "charged_back" => Self::Chargeback,
             _ => Self::Other(raw.trim().to_owned()),
         }
     }
@@ -144,6 +147,7 @@ impl PurchaseStatus {
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
             Self::Refunded => "refunded",
+            Self::Chargeback => "chargeback",
             Self::Other(s) => s,
         }
     }
@@ -387,7 +391,8 @@ mod tests {
             ("canceled", PurchaseStatus::Cancelled),
             ("expired", PurchaseStatus::Expired),
             ("refunded", PurchaseStatus::Refunded),
-            ("chargeback", PurchaseStatus::Other("chargeback".into())),
+            ("chargeback", PurchaseStatus::Chargeback),
+            ("Charged_Back", PurchaseStatus::Chargeback),
             (" hold ", PurchaseStatus::Other("hold".into())),
         ];
         for (raw, want) in cases {

@@ -1,11 +1,24 @@
 //! Revio webhook signatures.
 //!
 //! Revio signs each webhook body with its RSA key: the `X-Signature` header is the base64 of an
-//! RSA PKCS#1 v1.5 signature over SHA-256 of the exact raw body bytes. The public key comes from
-//! `GET /api/v1/public_key/` ([`super::RevioClient::public_key_pem`]). Verify before parsing the
+//! RSA PKCS#1 v1.5 signature over SHA-256 of the exact raw body bytes. Verify before parsing the
 //! body, and still confirm the purchase with Revio's API before acting: the webhook is a trigger.
+//!
+//! Where the public key comes from ([`WebhookVerifier::from_env`]):
+//!
+//! - **Pinned** (recommended in production): `REVIO_PUBLIC_KEY_PEM` holds the PEM, taken from
+//!   Revio's merchant dashboard or support through a channel we trust. It is used as is and
+//!   nothing is fetched, so neither Revio's unauthenticated key endpoint nor anything between us
+//!   and it can substitute a key, and a cold start does not depend on Revio being up. Newlines
+//!   may be written as `\n` so that the PEM fits on one line of a deployment parameter. When
+//!   Revio rotates its key, every webhook fails verification (401, Revio retries for 36 h) until
+//!   the pin is updated; reconciliation keeps settling deposits from Revio's API meanwhile.
+//! - **Fetched**, when nothing is pinned: `GET /api/v1/public_key/`
+//!   ([`super::RevioClient::public_key_pem`]) once per cold start, over https only (the client
+//!   refuses `http://` outside the local sandbox).
 
 use super::{RevioClient, RevioError};
+use crate::config::{Env, InitError};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPublicKey;
@@ -18,6 +31,9 @@ use sha2::Sha256;
 
 /// Smallest RSA modulus accepted for a provider's signing key.
 pub const MIN_KEY_BITS: usize = 2048;
+
+/// The variable that pins Revio's webhook signing key (a PEM; `\n` may stand for newlines).
+pub const PINNED_KEY_ENV: &str = "REVIO_PUBLIC_KEY_PEM";
 
 /// Largest `X-Signature` header looked at (a 4096-bit signature is 684 base64 characters).
 const MAX_SIGNATURE_HEADER: usize = 2048;
@@ -56,6 +72,27 @@ impl WebhookVerifier {
             return Err(KeyError::TooShort(bits));
         }
         Ok(Self { key: VerifyingKey::new(key) })
+    }
+
+    /// The verifier a function starts with: the key pinned in [`PINNED_KEY_ENV`] when it is set
+    /// (nothing is fetched), otherwise the key fetched through `client` (see the module docs).
+    ///
+    /// # Errors
+    /// [`InitError::InvalidEnv`] naming [`PINNED_KEY_ENV`] when the pinned value is not a usable
+    /// RSA public key; [`InitError::Dependency`] when nothing is pinned and the key cannot be
+    /// fetched.
+    pub async fn from_env(env: &Env, client: &RevioClient) -> Result<Self, InitError> {
+        if let Some(pinned) = env.optional(PINNED_KEY_ENV) {
+            let verifier = Self::from_pem(&pinned.replace("\\n", "\n"))
+                .map_err(|e| InitError::InvalidEnv { name: PINNED_KEY_ENV.into(), reason: e.to_string() })?;
+            tracing::info!(key_source = "pinned", "Revio webhook key loaded");
+            return Ok(verifier);
+        }
+        let verifier = Self::from_client(client)
+            .await
+            .map_err(|e| InitError::Dependency(format!("Revio public key could not be loaded: {e}")))?;
+        tracing::info!(key_source = "fetched", "Revio webhook key loaded");
+        Ok(verifier)
     }
 
     /// Fetches Revio's public key through `client` and reads it.
@@ -199,6 +236,60 @@ mod tests {
                   q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==\n\
                   -----END PUBLIC KEY-----\n";
         assert_eq!(WebhookVerifier::from_pem(ec).unwrap_err(), KeyError::NotRsaPem);
+    }
+
+    /// A client whose key fetch can only fail: nothing listens on port 9, one attempt.
+    fn unreachable_revio() -> RevioClient {
+        let mut config =
+            crate::revio::RevioConfig::new("http://127.0.0.1:9", crate::secrets::SecretString::new("k".into()), "b")
+                .allowing_insecure_http();
+        config.retry.max_attempts = 1;
+        RevioClient::new(config).unwrap()
+    }
+
+    fn pinned(pem: &str) -> Env {
+        Env::default().with(PINNED_KEY_ENV, pem)
+    }
+
+    #[tokio::test]
+    async fn a_pinned_key_is_used_without_fetching_it() {
+        let (revio, _) = keys();
+        let pem = revio.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let v = WebhookVerifier::from_env(&pinned(&pem), &unreachable_revio()).await.expect("no fetch needed");
+        assert!(v.verify(BODY, &STANDARD.encode(sign(revio, BODY))));
+        // Without a pin the key must be fetched, and here that fails.
+        let err = WebhookVerifier::from_env(&Env::default(), &unreachable_revio()).await.unwrap_err();
+        assert!(matches!(err, InitError::Dependency(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_key_may_be_written_on_one_line_with_escaped_newlines() {
+        let (revio, _) = keys();
+        let pem = revio.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let one_line = pem.trim_end().replace('\n', "\\n");
+        assert!(!one_line.contains('\n'));
+        let v = WebhookVerifier::from_env(&pinned(&one_line), &unreachable_revio()).await.unwrap();
+        assert!(v.verify(BODY, &STANDARD.encode(sign(revio, BODY))));
+    }
+
+    #[tokio::test]
+    async fn a_pinned_value_that_is_not_a_usable_key_stops_the_start_naming_the_variable() {
+        let short = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+        let short = short.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        for bad in ["not a key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", short.as_str()] {
+            let err = WebhookVerifier::from_env(&pinned(bad), &unreachable_revio()).await.unwrap_err();
+            assert!(matches!(err, InitError::InvalidEnv { ref name, .. } if name == PINNED_KEY_ENV), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_pinned_key_fails_every_real_signature() {
+        let (revio, other) = keys();
+        let wrong = other.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let v = WebhookVerifier::from_env(&pinned(&wrong), &unreachable_revio()).await.unwrap();
+        for body in [BODY, b"{}".as_slice(), br#"{"id":"x","event_type":"purchase.paid"}"#.as_slice()] {
+            assert!(!v.verify(body, &STANDARD.encode(sign(revio, body))));
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::domain::user::{Email, FieldError, Password, ReferralCode};
 use crate::error::ApiError;
 use crate::ledger::{Account, AccountId};
 use crate::store::sessions::{self, RefreshError};
-use crate::store::users::{self, CreateUserError, NewUser, User};
+use crate::store::users::{self, CreateUserError, LoginAttempt, LoginThrottle, NewUser, User};
 use crate::store::{StoreError, Table};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -31,14 +31,11 @@ pub enum RegisterError {
     EmailTaken,
     #[error("no user has this referral code")]
     UnknownReferralCode,
+    /// Storage failed; [`ApiError::from`] decides the answer (503 when it is transient).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl From<StoreError> for RegisterError {
-    fn from(e: StoreError) -> Self {
-        RegisterError::Internal(e.to_string())
-    }
 }
 
 impl From<RegisterError> for ApiError {
@@ -51,6 +48,7 @@ impl From<RegisterError> for ApiError {
             }
             RegisterError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
             RegisterError::UnknownReferralCode => ApiError::unprocessable("unknown_referral_code", e.to_string()),
+            RegisterError::Store(e) => ApiError::from(e),
             RegisterError::Internal(cause) => ApiError::internal(cause),
         }
     }
@@ -97,10 +95,14 @@ pub async fn register(table: &Table, input: RegisterInput) -> Result<User, Regis
             }
             Err(CreateUserError::EmailTaken) => return Err(RegisterError::EmailTaken),
             Err(CreateUserError::ReferrerMissing) => return Err(RegisterError::UnknownReferralCode),
-            Err(CreateUserError::ReferralCodeTaken | CreateUserError::Conflict) => {
-                last = RegisterError::Internal("sign-up kept conflicting".into());
+            Err(CreateUserError::ReferralCodeTaken) => {
+                last = RegisterError::Internal("every generated referral code collided".into());
             }
-            Err(CreateUserError::Store(e)) => return Err(e.into()),
+            // Concurrent writes kept racing ours: transient, the client may retry.
+            Err(CreateUserError::Conflict) => {
+                last = RegisterError::Store(StoreError::Unavailable("sign-up kept conflicting".into()));
+            }
+            Err(CreateUserError::Store(e)) => return Err(RegisterError::Store(e)),
         }
     }
     Err(last)
@@ -132,14 +134,12 @@ pub enum LoginError {
     /// Too many failures for this e-mail.
     #[error("too many failed sign-ins; try again later")]
     Locked { retry_after: i64 },
+    /// Storage failed; [`ApiError::from`] decides the answer (503 when it is transient). The
+    /// password was not checked, or the session was not started.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl From<StoreError> for LoginError {
-    fn from(e: StoreError) -> Self {
-        LoginError::Internal(e.to_string())
-    }
 }
 
 impl From<LoginError> for ApiError {
@@ -152,6 +152,7 @@ impl From<LoginError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
                     .with_retry_after(retry_after.max(1).unsigned_abs())
             }
+            LoginError::Store(e) => ApiError::from(e),
             LoginError::Internal(cause) => ApiError::internal(cause),
         }
     }
@@ -159,15 +160,26 @@ impl From<LoginError> for ApiError {
 
 /// Checks the password and starts a session.
 ///
+/// Every attempt first claims a slot of the e-mail's allowance
+/// ([`users::claim_login_attempt`], [`LoginThrottle::SIGN_IN`]) in one conditional write, and
+/// only then reads the account and hashes: concurrent guesses cannot slip past the limit. An
+/// unknown e-mail is counted and hashed exactly like a wrong password, so neither the answer,
+/// the lock nor the time taken tells whether an account exists. A successful sign-in gives the
+/// allowance back.
+///
 /// # Errors
-/// See [`LoginError`]. An unknown e-mail costs the same hashing time as a wrong password.
+/// See [`LoginError`].
 pub async fn login(table: &Table, tokens: &AccessTokens, input: LoginInput) -> Result<TokenPair, LoginError> {
     let password = Password::for_login(&input.password);
     let Ok(email) = Email::parse(&input.email) else {
+        // No account can have this address, so there is nothing to protect or count.
         tokio::task::spawn_blocking(move || password::verify_dummy(&password)).await.ok();
         return Err(LoginError::InvalidCredentials);
     };
-    if let Some(retry_after) = users::login_locked_for(table, &email).await? {
+    if let LoginAttempt::Locked { retry_after } =
+        users::claim_login_attempt(table, &email, LoginThrottle::SIGN_IN).await?
+    {
+        tracing::info!(retry_after, "sign-in throttled");
         return Err(LoginError::Locked { retry_after });
     }
     let credentials = users::credentials_by_email(table, &email).await?;
@@ -186,12 +198,15 @@ pub async fn login(table: &Table, tokens: &AccessTokens, input: LoginInput) -> R
     let user = match (user, ok) {
         (Some(user), true) => user,
         _ => {
-            users::record_failed_login(table, &email).await?;
             tracing::info!("sign-in refused");
             return Err(LoginError::InvalidCredentials);
         }
     };
-    users::clear_failed_logins(table, &email).await?;
+    // The password was right; failing to give the allowance back only leaves the e-mail with
+    // fewer attempts until the window expires, which is safe. Do not refuse the sign-in for it.
+    if let Err(e) = users::clear_login_attempts(table, &email).await {
+        tracing::warn!(user_id = %user.id, error = %e, "could not clear the sign-in throttle");
+    }
     let session = SessionId::generate();
     let refresh = NewRefreshToken::generate();
     sessions::start(table, &user.id, &session, &refresh.hash).await?;
@@ -218,7 +233,7 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_refresh_token", e.to_string()),
             RefreshError::Reused => ApiError::new(StatusCode::UNAUTHORIZED, "refresh_token_reused", e.to_string()),
             RefreshError::Revoked => ApiError::new(StatusCode::UNAUTHORIZED, "session_revoked", e.to_string()),
-            RefreshError::Store(e) => ApiError::internal(e),
+            RefreshError::Store(e) => ApiError::from(e),
         }
     }
 }

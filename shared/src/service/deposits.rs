@@ -6,20 +6,21 @@
 //! 2. The person pays on Revio's page. Revio's webhook is a trigger only:
 //!    [`crate::service::settlement`] confirms the purchase with Revio's API before crediting.
 //! 3. If Revio is down or slow, the caller gets 503 within the client's time bound and the
-//!    PENDING record is marked FAILED (`provider_unavailable`); if even that write fails, the
-//!    reconciler finds the PENDING deposit without a purchase and fails it.
+//!    PENDING record stays without a purchase: the client's retry with the same Idempotency-Key
+//!    meets it (the id derives from the key) and carries on; without a retry the reconciler
+//!    fails it (`never_reached_provider`), giving the daily allowance back in the same write.
+//!    If Revio refuses the purchase (4xx), the deposit fails (`provider_rejected`) and the
+//!    answer, 502 `provider_rejected`, is final: a retry replays it.
 
 use crate::config::{Env, InitError};
 use crate::domain::ids::{TransactionId, UserId};
 use crate::error::ApiError;
 use crate::ledger::store::{self as ledger, LedgerError};
-use crate::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionType};
+use crate::ledger::{AccountId, NewTransaction, Quota, Side, SystemAccount, TransactionStatus, TransactionType};
 use crate::money::{Amount, AmountError, Currency};
 use crate::revio::{NewPurchase, RevioClient, RevioError};
 use crate::service::views::TransactionView;
-use crate::store::item::{key, n};
-use crate::store::{now_epoch, StoreError, Table};
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use crate::store::{StoreError, Table};
 use http::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -103,19 +104,24 @@ pub enum DepositError {
     DailyLimit(String),
     #[error("the payment provider is unavailable: {0}")]
     ProviderUnavailable(String),
+    /// Revio refused to create the purchase (a 4xx): the same request will be refused again.
+    #[error("the payment provider refused the payment: {0}")]
+    ProviderRejected(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("internal: {0}")]
     Internal(String),
 }
 
-impl From<StoreError> for DepositError {
-    fn from(e: StoreError) -> Self {
-        DepositError::Internal(e.to_string())
-    }
-}
+/// The failure reason of a deposit whose purchase Revio refused.
+pub const PROVIDER_REJECTED: &str = "provider_rejected";
 
 impl From<DepositError> for ApiError {
     fn from(e: DepositError) -> Self {
         match e {
+            DepositError::InvalidAmount(AmountError::TooManyDecimals(_)) => {
+                ApiError::bad_request("too_many_decimals", e.to_string())
+            }
             DepositError::InvalidAmount(_) => ApiError::bad_request("invalid_amount", e.to_string()),
             DepositError::BelowMinimum(_) => ApiError::unprocessable("amount_below_minimum", e.to_string()),
             DepositError::AboveMaximum(_) => ApiError::unprocessable("amount_above_maximum", e.to_string()),
@@ -126,6 +132,17 @@ impl From<DepositError> for ApiError {
                 err.message = "the payment provider is unavailable; nothing was charged, please retry shortly".into();
                 err
             }
+            DepositError::ProviderRejected(cause) => {
+                let mut err = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_rejected",
+                    "the payment provider refused this payment; nothing was charged",
+                )
+                .final_answer();
+                err.cause = Some(cause);
+                err
+            }
+            DepositError::Store(e) => ApiError::from(e),
             DepositError::Internal(cause) => ApiError::internal(cause),
         }
     }
@@ -143,50 +160,23 @@ pub struct DepositView {
 /// The status a new deposit is answered with.
 pub const CREATED: StatusCode = StatusCode::CREATED;
 
-fn daily_counter(
-    table: &Table,
-    user: &UserId,
-    amount: Amount,
-    limit: Decimal,
-) -> Result<TransactWriteItem, StoreError> {
-    let day = chrono::Utc::now().format("%Y-%m-%d");
-    let update = Update::builder()
-        .table_name(&table.name)
-        .set_key(Some(key(format!("DEPCAP#{user}#{day}"), "DEPCAP")))
-        .update_expression("SET deposited = if_not_exists(deposited, :zero) + :a, expires_at = :exp")
-        .condition_expression("attribute_not_exists(deposited) OR deposited <= :room")
-        .expression_attribute_values(":zero", n(0))
-        .expression_attribute_values(":a", n(amount.value()))
-        .expression_attribute_values(":room", n(limit - amount.value()))
-        .expression_attribute_values(":exp", n(now_epoch() + 3 * 24 * 3600))
-        .build()
-        .map_err(StoreError::dynamo)?;
-    Ok(TransactWriteItem::builder().update(update).build())
-}
-
-async fn release_daily_counter(table: &Table, user: &UserId, amount: Amount) {
-    let day = chrono::Utc::now().format("%Y-%m-%d");
-    let result = table
-        .client
-        .update_item()
-        .table_name(&table.name)
-        .set_key(Some(key(format!("DEPCAP#{user}#{day}"), "DEPCAP")))
-        .update_expression("SET deposited = deposited - :a")
-        .condition_expression("deposited >= :a")
-        .expression_attribute_values(":a", n(amount.value()))
-        .send()
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %StoreError::dynamo(e), "could not release the daily deposit counter");
-    }
-}
-
 impl Deposits {
-    /// Starts a deposit for `user` (whose e-mail Revio shows on its checkout page).
+    /// Starts deposit `id` for `user` (whose e-mail Revio shows on its checkout page).
+    ///
+    /// `id` derives from the request's Idempotency-Key ([`crate::idempotency::operation_id`]),
+    /// so a repeat of a request whose answer was never stored (a crash, a lost response, a 503)
+    /// meets the first attempt's records instead of starting a second deposit: it answers the
+    /// deposit that exists, or carries on where the first attempt stopped.
     ///
     /// # Errors
-    /// See [`DepositError`]. Nothing is left PENDING without a way forward.
-    pub async fn create(&self, user: &UserId, input: CreateDepositInput) -> Result<DepositView, DepositError> {
+    /// See [`DepositError`]. Nothing is left PENDING without a way forward: a deposit that never
+    /// reached Revio is failed by reconciliation, giving its daily allowance back.
+    pub async fn create(
+        &self,
+        user: &UserId,
+        id: TransactionId,
+        input: CreateDepositInput,
+    ) -> Result<DepositView, DepositError> {
         let currency = Currency::Coin;
         let amount = Amount::parse(&input.amount, currency)?;
         if amount.value() < self.limits.minimum {
@@ -199,7 +189,6 @@ impl Deposits {
             .await?
             .ok_or_else(|| DepositError::Internal("depositing user does not exist".into()))?;
 
-        let id = TransactionId::generate();
         let new = NewTransaction {
             id: id.clone(),
             user_id: user.clone(),
@@ -211,13 +200,38 @@ impl Deposits {
             description: format!("Deposit of {amount} {currency} via Revio"),
             reference: None,
         };
-        let counter = daily_counter(&self.table, user, amount, self.limits.daily)?;
-        let mut tx = ledger::record_pending(&self.table, &new, vec![counter], vec![LedgerError::LimitExceeded])
-            .await
-            .map_err(|e| match e {
-            LedgerError::LimitExceeded => DepositError::DailyLimit(crate::money::format(self.limits.daily, currency)),
-            other => DepositError::Internal(other.to_string()),
-        })?;
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let quota = Quota::daily_deposits(user, &day, self.limits.daily);
+        let mut tx = match ledger::record_pending(&self.table, &new, Some(&quota)).await {
+            Ok(tx) => tx,
+            Err(LedgerError::LimitExceeded) => {
+                return Err(DepositError::DailyLimit(crate::money::format(self.limits.daily, currency)))
+            }
+            Err(LedgerError::Duplicate) => {
+                // A repeat of this very request: answer what the first attempt left.
+                let tx = ledger::get_transaction(&self.table, &id)
+                    .await?
+                    .filter(|t| &t.user_id == user && t.kind == TransactionType::Deposit && t.amount == amount)
+                    .ok_or_else(|| {
+                        DepositError::Internal(format!("derived deposit id {id} belongs to another request"))
+                    })?;
+                match (tx.status, &tx.reference) {
+                    (TransactionStatus::Pending, None) => tx,
+                    (TransactionStatus::Failed, _) if tx.failure_reason.as_deref() == Some(PROVIDER_REJECTED) => {
+                        return Err(DepositError::ProviderRejected(PROVIDER_REJECTED.into()));
+                    }
+                    _ => {
+                        tracing::info!(transaction_id = %id, "deposit request repeated; answering the existing deposit");
+                        return Ok(DepositView {
+                            transaction_id: tx.id.to_string(),
+                            transaction: TransactionView::of(&tx, user),
+                        });
+                    }
+                }
+            }
+            Err(LedgerError::Store(e)) => return Err(e.into()),
+            Err(other) => return Err(DepositError::Internal(other.to_string())),
+        };
 
         let redirect = |url: &Option<String>| url.as_ref().map(|u| u.replace("{id}", id.as_str()));
         let purchase = self
@@ -235,25 +249,30 @@ impl Deposits {
             .await;
         let purchase = match purchase {
             Ok(p) => p,
+            Err(RevioError::Unavailable(cause)) => {
+                // Left PENDING without a purchase: the client's retry with the same key carries on
+                // from here; without one, reconciliation fails it (`never_reached_provider`) and
+                // gives the daily allowance back.
+                tracing::warn!(transaction_id = %id, error = %cause, "Revio unavailable at purchase creation");
+                return Err(DepositError::ProviderUnavailable(cause));
+            }
             Err(e) => {
-                let reason = match &e {
-                    RevioError::Unavailable(_) => "provider_unavailable",
-                    _ => "provider_rejected",
-                };
-                tracing::warn!(transaction_id = %id, error = %e, "Revio purchase creation failed; deposit marked FAILED");
-                if let Err(fail) = ledger::fail(&self.table, &id, reason).await {
-                    tracing::error!(transaction_id = %id, error = %fail, "could not mark deposit FAILED; reconciliation will");
-                }
-                release_daily_counter(&self.table, user, amount).await;
-                return Err(match e {
-                    RevioError::Unavailable(cause) => DepositError::ProviderUnavailable(cause),
-                    other => DepositError::Internal(format!("Revio refused the purchase: {other}")),
-                });
+                // Revio refused the purchase: the same request will be refused again. The deposit
+                // fails (its allowance given back in the same write) and the answer is final.
+                tracing::warn!(transaction_id = %id, error = %e, "Revio refused the purchase; deposit FAILED");
+                ledger::fail(&self.table, &id, PROVIDER_REJECTED).await.map_err(|e| match e {
+                    LedgerError::Store(e) => DepositError::Store(e),
+                    other => DepositError::Internal(other.to_string()),
+                })?;
+                return Err(DepositError::ProviderRejected(e.to_string()));
             }
         };
-        ledger::attach_reference(&self.table, &id, "revio", &purchase.id, purchase.checkout_url.as_deref())
-            .await
-            .map_err(|e| DepositError::Internal(e.to_string()))?;
+        match ledger::attach_reference(&self.table, &id, "revio", &purchase.id, purchase.checkout_url.as_deref()).await
+        {
+            Ok(()) => {}
+            Err(LedgerError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(DepositError::Internal(e.to_string())),
+        }
         tracing::info!(transaction_id = %id, purchase_id = %purchase.id, "deposit started");
         tx.reference = Some(purchase.id);
         tx.checkout_url = purchase.checkout_url;

@@ -4,6 +4,7 @@
 //! that decides the HTTP status and stable code for each case.
 
 pub mod accounts;
+pub mod cases;
 pub mod deposits;
 pub mod history;
 pub mod settlement;

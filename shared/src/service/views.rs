@@ -13,7 +13,8 @@ pub struct TransactionView {
     pub status: &'static str,
     pub amount: String,
     pub currency: &'static str,
-    /// `credit` when money comes into the owner's wallet, `debit` when it leaves.
+    /// `credit` when money comes into the owner's wallet, `debit` when it leaves, `none` when
+    /// the movement is the owner's but did not touch their wallet (an uncovered reversal).
     pub direction: &'static str,
     pub description: String,
     pub reference: Option<String>,
@@ -29,7 +30,15 @@ impl TransactionView {
     /// The view of `tx` for its owner.
     pub fn of(tx: &Transaction, owner: &UserId) -> Self {
         let wallet = AccountId::wallet(owner);
-        let direction = if tx.credit_account == wallet.as_str() { "credit" } else { "debit" };
+        // `none`: a movement of the owner's that did not touch their wallet (the part of a
+        // reversal the wallet could not cover, owed instead).
+        let direction = if tx.credit_account == wallet.as_str() {
+            "credit"
+        } else if tx.debit_account == wallet.as_str() {
+            "debit"
+        } else {
+            "none"
+        };
         Self {
             id: tx.id.to_string(),
             kind: tx.kind.as_str(),

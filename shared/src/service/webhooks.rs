@@ -3,7 +3,9 @@
 //! Receiving ([`RevioWebhooks::receive`], the Function URL): cap the body, verify the RSA
 //! signature over the raw bytes, log the delivery whatever happens (hash and size, never the
 //! body), de-duplicate by event, and hand the event to SQS before answering 200. Anything
-//! refused is answered with a 4xx and stays in the log.
+//! refused is answered with a 4xx and stays in the log — for 7 days and indexed nowhere when the
+//! signature did not verify, so forgeries can neither be linked to a transaction nor crowd its
+//! webhook list or an index partition ([`crate::store::webhooks`]).
 //!
 //! Processing ([`RevioEventProcessor::process`], the SQS consumer): settle the purchase from
 //! Revio's API ([`crate::service::settlement`]) and record the outcome on the delivery. A
@@ -11,7 +13,6 @@
 //! dead-letter queue.
 
 use crate::config::{Env, InitError};
-use crate::domain::ids::TransactionId;
 use crate::error::ApiError;
 use crate::revio::{RevioClient, WebhookVerifier};
 use crate::runtime::MessageError;
@@ -63,15 +64,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl RevioWebhooks {
-    /// Reads `PURSE_TABLE`, `REVIO_EVENTS_QUEUE_URL`, and fetches Revio's public key once.
+    /// Reads `PURSE_TABLE`, `REVIO_EVENTS_QUEUE_URL`, and Revio's public key once: pinned by
+    /// `REVIO_PUBLIC_KEY_PEM`, else fetched ([`WebhookVerifier::from_env`]).
     ///
     /// # Errors
-    /// [`InitError`] naming what is missing, or when the key cannot be fetched.
+    /// [`InitError`] naming what is missing or invalid, or when the key cannot be fetched.
     pub async fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
         let revio = RevioClient::from_env(env, aws).await?;
-        let verifier = WebhookVerifier::from_client(&revio)
-            .await
-            .map_err(|e| InitError::Dependency(format!("Revio public key could not be loaded: {e}")))?;
+        let verifier = WebhookVerifier::from_env(env, &revio).await?;
         Ok(Self::new(
             Table::from_env(env, aws)?,
             aws_sdk_sqs::Client::new(aws),
@@ -99,7 +99,7 @@ impl RevioWebhooks {
             verification: Verification::NotChecked,
             event_type: None,
             provider_reference: None,
-            transaction_id: None,
+            reference: None,
             outcome: String::new(),
             detail: None,
         };
@@ -109,11 +109,12 @@ impl RevioWebhooks {
             tracing::warn!(delivery_id = %delivery.id, size = body.len(), "webhook refused: body too large");
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook body too large"));
         }
-        // What the body claims, for the log only; nothing is trusted before verification.
+        // What the body claims, for the log only. Nothing is trusted before verification: an
+        // unverified claim is kept (truncated) but links the delivery to no transaction.
         let claimed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
         delivery.event_type = claimed["event_type"].as_str().map(str::to_owned);
         delivery.provider_reference = claimed["id"].as_str().map(str::to_owned);
-        delivery.transaction_id = claimed["reference"].as_str().and_then(|r| TransactionId::parse(r).ok());
+        delivery.reference = claimed["reference"].as_str().map(str::to_owned);
 
         delivery.verification = match signature {
             None => Verification::Missing,
@@ -157,9 +158,12 @@ impl RevioWebhooks {
         };
         let body = serde_json::to_string(&message).map_err(ApiError::internal)?;
         if let Err(e) = self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await {
+            // Not queued: Revio retries the delivery (any answer but 2xx), and the event claim,
+            // never marked QUEUED, lets that retry queue it. A 503, not a 500: nothing is wrong
+            // with the delivery, SQS was briefly unavailable.
             let cause = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
             log::set_outcome(&self.table, &delivery.id, "QUEUE_FAILED", Some(&cause), None).await?;
-            return Err(ApiError::internal(format!("could not queue webhook event: {cause}")));
+            return Err(ApiError::temporarily_unavailable(format!("could not queue webhook event: {cause}")));
         }
         log::mark_event_queued(&self.table, PROVIDER, &event_key).await?;
         tracing::info!(delivery_id = %delivery.id, purchase_id = %event.id, event_type = %event.event_type, "webhook queued");

@@ -31,12 +31,19 @@ pub mod sessions;
 pub mod users;
 pub mod webhooks;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
-/// A storage failure. Callers map it to a 5xx.
+/// A storage failure. Callers map it to a 5xx: [`StoreError::Unavailable`] to 503 (retry
+/// later), the others to 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// DynamoDB refused or failed the request.
+    /// DynamoDB (or SQS) is throttling, failing with 5xx, timing out or conflicting, and the
+    /// retries within the request's budget did not get through. Nothing is known to be
+    /// half-applied: every multi-item change is one transaction. Safe to retry later.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// DynamoDB refused the request for a reason retrying will not change (a bug).
     #[error("dynamodb: {0}")]
     Dynamo(String),
     /// An item does not have the shape this code wrote.
@@ -45,9 +52,72 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Wraps any SDK error with its full context.
-    pub fn dynamo<E: std::error::Error + 'static>(e: E) -> Self {
-        StoreError::Dynamo(DisplayErrorContext(&e).to_string())
+    /// Wraps an SDK error (or a request-building error) with its full context, classified as
+    /// [`StoreError::Unavailable`] when retrying later can succeed.
+    pub fn dynamo<E: Classify>(e: E) -> Self {
+        if e.is_transient() {
+            StoreError::Unavailable(e.context())
+        } else {
+            StoreError::Dynamo(e.context())
+        }
+    }
+
+    /// Whether retrying later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Error codes AWS answers when it is overloaded or briefly failing; retrying later succeeds.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TransactionInProgressException",
+    "TransactionConflict",
+    "InternalServerError",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+];
+
+/// What [`StoreError::dynamo`] needs to know about an error.
+pub trait Classify {
+    /// The error with its whole cause chain, for the log.
+    fn context(&self) -> String;
+    /// Whether retrying later can succeed (throttling, 5xx, timeouts, dropped connections).
+    fn is_transient(&self) -> bool;
+}
+
+impl<E> Classify for SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    fn context(&self) -> String {
+        DisplayErrorContext(self).to_string()
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(ctx) => {
+                ctx.raw().status().as_u16() >= 500 || ctx.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Classify for aws_sdk_dynamodb::error::BuildError {
+    fn context(&self) -> String {
+        DisplayErrorContext(self).to_string()
+    }
+
+    fn is_transient(&self) -> bool {
+        false
     }
 }
 
@@ -64,7 +134,99 @@ impl Table {
     /// # Errors
     /// [`crate::config::InitError::MissingEnv`] when `PURSE_TABLE` is unset.
     pub fn from_env(env: &crate::config::Env, aws: &aws_config::SdkConfig) -> Result<Self, crate::config::InitError> {
-        Ok(Self { client: aws_sdk_dynamodb::Client::new(aws), name: env.require("PURSE_TABLE")? })
+        Ok(Self { client: dynamodb_client(aws), name: env.require("PURSE_TABLE")? })
+    }
+}
+
+/// A DynamoDB client whose every call is bounded in time: at most
+/// [`crate::retry::DYNAMODB_ATTEMPT_TIMEOUT`] per attempt and
+/// [`crate::retry::DYNAMODB_OPERATION_TIMEOUT`] with the SDK's retries.
+pub fn dynamodb_client(aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(crate::retry::DYNAMODB_ATTEMPT_TIMEOUT)
+        .operation_timeout(crate::retry::DYNAMODB_OPERATION_TIMEOUT)
+        .build();
+    let config = aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts).build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Why [`transact`] did not apply a transaction.
+#[derive(Debug)]
+pub enum TransactError {
+    /// A condition refused it: the per-item reasons in request order (`"ConditionalCheckFailed"`,
+    /// `"None"`, ...). Nothing was written.
+    Refused(Vec<String>),
+    /// Storage failed (after the retries that fit in the budget, when transient).
+    Store(StoreError),
+}
+
+impl TransactError {
+    /// The index of the first item whose condition refused the write.
+    pub fn refused_at(&self) -> Option<usize> {
+        match self {
+            TransactError::Refused(reasons) => reasons.iter().position(|r| r == "ConditionalCheckFailed"),
+            TransactError::Store(_) => None,
+        }
+    }
+}
+
+impl From<StoreError> for TransactError {
+    fn from(e: StoreError) -> Self {
+        TransactError::Store(e)
+    }
+}
+
+/// Writes `items` as one `TransactWriteItems`, exactly once, surviving DynamoDB's failure modes.
+///
+/// The request carries a fresh `ClientRequestToken` and is built once: every repetition sends
+/// the identical request, so DynamoDB's ten-minute idempotency turns a repeat of an attempt that
+/// was applied but whose answer was lost into a success that changes nothing. A cancellation
+/// for `TransactionConflict` (another write raced ours on an item; the SDK does not retry it)
+/// and any transient failure that outlasted the SDK's own retries are repeated with
+/// [`crate::retry::TRANSACT_POLICY`] while they fit in the request's budget
+/// ([`crate::retry::fits`]).
+///
+/// # Errors
+/// [`TransactError::Refused`] when a condition failed (nothing written);
+/// [`TransactError::Store`] with [`StoreError::Unavailable`] when the retries ran out, or
+/// another [`StoreError`] for a request DynamoDB will never accept.
+pub async fn transact(table: &Table, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
+    use crate::retry::{fits, COUNTERS, TRANSACT_POLICY};
+    use std::sync::atomic::Ordering;
+    let token = ulid::Ulid::new().to_string();
+    let request = table.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token);
+    let mut attempt = 1;
+    loop {
+        let failure = match request.clone().send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => match cancellation_reasons(&e) {
+                Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
+                    return Err(TransactError::Refused(reasons));
+                }
+                Some(reasons) if reasons.iter().any(|r| r == "TransactionConflict") => {
+                    COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+                    StoreError::Unavailable(format!("transaction conflict: {reasons:?}"))
+                }
+                Some(reasons) => return Err(TransactError::Refused(reasons)),
+                None => {
+                    let err = StoreError::dynamo(e);
+                    if !err.is_transient() {
+                        return Err(err.into());
+                    }
+                    COUNTERS.transient.fetch_add(1, Ordering::Relaxed);
+                    err
+                }
+            },
+        };
+        let delay = TRANSACT_POLICY.delay(attempt, &mut rand::thread_rng());
+        if attempt >= TRANSACT_POLICY.max_attempts || !fits(delay) {
+            COUNTERS.exhausted.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(attempts = attempt, error = %failure, "transaction gave up after its retries");
+            return Err(failure.into());
+        }
+        tracing::debug!(attempt, error = %failure, "transaction retried");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
     }
 }
 

@@ -6,7 +6,7 @@
 //! whole session is revoked, so the thief's and the owner's tokens both stop working.
 
 use super::item::{key, n, s, Item, ItemExt};
-use super::{cancellation_reasons, get_item as get, now_epoch, now_rfc3339, put_new as put, StoreError, Table};
+use super::{get_item as get, now_epoch, now_rfc3339, put_new as put, StoreError, Table};
 use crate::auth::tokens::REFRESH_TOKEN_TTL_SECONDS;
 use crate::domain::ids::{SessionId, UserId};
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
@@ -61,15 +61,14 @@ pub async fn start(table: &Table, user: &UserId, session: &SessionId, token_hash
     item.insert("revoked".into(), aws_sdk_dynamodb::types::AttributeValue::Bool(false));
     item.insert("created_at".into(), s(now_rfc3339()));
     item.insert("expires_at".into(), n(now + REFRESH_TOKEN_TTL_SECONDS * 12));
-    table
-        .client
-        .transact_write_items()
-        .transact_items(put(table, item)?)
-        .transact_items(put(table, token_item(token_hash, user, session, now))?)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    Ok(())
+    let items = vec![put(table, item)?, put(table, token_item(token_hash, user, session, now))?];
+    match crate::store::transact(table, items).await {
+        Ok(()) => Ok(()),
+        Err(crate::store::TransactError::Store(e)) => Err(e),
+        Err(crate::store::TransactError::Refused(r)) => {
+            Err(StoreError::Dynamo(format!("session start refused: {r:?}")))
+        }
+    }
 }
 
 /// Exchanges the token with hash `old_hash` for the token with hash `new_hash`.
@@ -105,26 +104,28 @@ pub async fn rotate(table: &Table, old_hash: &str, new_hash: &str) -> Result<Rot
         .expression_attribute_values(":no", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
         .build()
         .map_err(StoreError::dynamo)?;
-    let result = table
-        .client
-        .transact_write_items()
-        .transact_items(TransactWriteItem::builder().update(mark_used).build())
-        .transact_items(TransactWriteItem::builder().condition_check(session_live).build())
-        .transact_items(put(table, token_item(new_hash, &user_id, &session_id, now))?)
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(Rotated { user_id, session_id }),
-        Err(e) => match cancellation_reasons(&e) {
-            Some(reasons) if reasons.get(1).map(String::as_str) == Some("ConditionalCheckFailed") => {
-                Err(RefreshError::Revoked)
-            }
-            Some(reasons) if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+    // One transaction with a ClientRequestToken: a repeat of an attempt whose answer was lost
+    // is answered "done" by DynamoDB, so our own retry is never mistaken for a reuse.
+    let items = vec![
+        TransactWriteItem::builder().update(mark_used).build(),
+        TransactWriteItem::builder().condition_check(session_live).build(),
+        put(table, token_item(new_hash, &user_id, &session_id, now))?,
+    ];
+    match crate::store::transact(table, items).await {
+        Ok(()) => Ok(Rotated { user_id, session_id }),
+        Err(e) => match e.refused_at() {
+            Some(1) => Err(RefreshError::Revoked),
+            Some(0) => {
                 revoke(table, &session_id).await?;
                 tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
                 Err(RefreshError::Reused)
             }
-            _ => Err(StoreError::dynamo(e).into()),
+            _ => match e {
+                crate::store::TransactError::Store(e) => Err(e.into()),
+                crate::store::TransactError::Refused(r) => {
+                    Err(StoreError::Dynamo(format!("refresh rotation refused: {r:?}")).into())
+                }
+            },
         },
     }
 }

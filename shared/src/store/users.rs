@@ -1,7 +1,7 @@
 //! Users, their unique e-mails and referral codes, sign-in throttling.
 
 use super::item::{key, n, s, Item, ItemExt};
-use super::{cancellation_reasons, get_item as get, now_epoch, now_rfc3339, put_new, StoreError, Table};
+use super::{get_item as get, now_epoch, now_rfc3339, put_new, StoreError, Table};
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, KycStatus, ReferralCode, Role};
 use crate::ledger::AccountId;
@@ -121,9 +121,10 @@ pub async fn create(table: &Table, new: &NewUser) -> Result<User, CreateUserErro
         items.push(put_new(table, referral)?);
     }
 
-    let result = table.client.transact_write_items().set_transact_items(Some(items)).send().await;
-    match result {
-        Ok(_) => Ok(User {
+    // One transaction with a ClientRequestToken (`store::transact`): a repeat of an attempt whose
+    // answer was lost is answered "done", never `email_taken` for the person's own sign-up.
+    match super::transact(table, items).await {
+        Ok(()) => Ok(User {
             id: new.id.clone(),
             email: new.email.clone(),
             roles: vec![Role::User],
@@ -132,23 +133,19 @@ pub async fn create(table: &Table, new: &NewUser) -> Result<User, CreateUserErro
             referred_by: new.referred_by.as_ref().map(|(u, _)| u.clone()),
             created_at: now,
         }),
-        Err(e) => match cancellation_reasons(&e) {
-            Some(reasons) => {
-                let failed = |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
-                if failed(1) {
-                    Err(CreateUserError::EmailTaken)
-                } else if failed(2) {
-                    Err(CreateUserError::ReferralCodeTaken)
-                } else if failed(4) {
-                    Err(CreateUserError::ReferrerMissing)
-                } else if reasons.iter().any(|r| r == "TransactionConflict") {
-                    Err(CreateUserError::Conflict)
-                } else {
-                    Err(StoreError::Dynamo(format!("sign-up transaction cancelled: {reasons:?}")).into())
-                }
+        Err(super::TransactError::Refused(reasons)) => {
+            let failed = |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+            if failed(1) {
+                Err(CreateUserError::EmailTaken)
+            } else if failed(2) {
+                Err(CreateUserError::ReferralCodeTaken)
+            } else if failed(4) {
+                Err(CreateUserError::ReferrerMissing)
+            } else {
+                Err(StoreError::Dynamo(format!("sign-up transaction cancelled: {reasons:?}")).into())
             }
-            None => Err(StoreError::dynamo(e).into()),
-        },
+        }
+        Err(super::TransactError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -219,83 +216,142 @@ pub async fn grant_role(table: &Table, id: &UserId, role: Role) -> Result<(), St
     Ok(())
 }
 
-/// Failed sign-ins allowed within [`THROTTLE_WINDOW_SECONDS`] before the account is locked.
+/// Sign-in attempts allowed per e-mail within [`THROTTLE_WINDOW_SECONDS`]; a successful sign-in
+/// gives the allowance back, so in practice these are failed attempts.
 pub const MAX_FAILED_LOGINS: i64 = 5;
-/// Window over which failures are counted, and how long a lock lasts.
+/// The window over which attempts are counted, measured from the last attempt let through: the
+/// lock lasts this long after the attempt that used up the allowance.
 pub const THROTTLE_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// How many sign-in attempts one e-mail gets, and over what window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// Attempts let through per window.
+    pub max_attempts: i64,
+    /// Seconds a window lives after the last attempt let through.
+    pub window_seconds: i64,
+}
+
+impl LoginThrottle {
+    /// What `POST /v1/auth/login` uses: [`MAX_FAILED_LOGINS`] per [`THROTTLE_WINDOW_SECONDS`].
+    pub const SIGN_IN: Self = Self { max_attempts: MAX_FAILED_LOGINS, window_seconds: THROTTLE_WINDOW_SECONDS };
+}
+
+/// Whether a sign-in attempt may check the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// A slot was claimed: check the password.
+    Allowed,
+    /// The allowance is used up; try again in `retry_after` seconds.
+    Locked { retry_after: i64 },
+}
 
 fn throttle_key(email: &Email) -> Item {
     key(format!("LOGINFAIL#{email}"), "LOGINFAIL")
 }
 
-/// Seconds until sign-in is allowed again for this e-mail, if it is locked.
-///
-/// # Errors
-/// [`StoreError`] on storage failure.
-pub async fn login_locked_for(table: &Table, email: &Email) -> Result<Option<i64>, StoreError> {
-    let Some(item) = get(table, throttle_key(email)).await? else { return Ok(None) };
-    let now = now_epoch();
-    Ok(item.opt_int("locked_until").filter(|until| *until > now).map(|until| until - now))
-}
+/// Rounds of "count in the live window, else start a new one" before giving up. Each round that
+/// does not decide means another claimer changed the record between our two writes; that
+/// happens at most a couple of times, so running out is treated as locked (fail safe).
+const CLAIM_ROUNDS: usize = 4;
 
-/// Counts one failed sign-in; locks the e-mail once [`MAX_FAILED_LOGINS`] are reached within the
-/// window. Counting is a single atomic update, so concurrent guesses cannot slip past the limit.
+/// Claims one sign-in attempt for `email` **before** its password is checked, with conditional
+/// writes only, so concurrent guesses cannot all be checked: at most `throttle.max_attempts` are
+/// let through per window, however many arrive at once.
+///
+/// The record `LOGINFAIL#<email>` holds `attempts` and `expires_at` (epoch seconds). Each round:
+///
+/// 1. `UpdateItem ADD attempts :one SET expires_at = now + window`, on condition that the window
+///    is live (`expires_at > now`) and `attempts < max`. Success: [`LoginAttempt::Allowed`].
+/// 2. Otherwise the window is missing, stale or full. `PutItem` a new window (`attempts = 1`),
+///    on condition that no live window exists (`attribute_not_exists(pk) OR expires_at <= now`).
+///    Success: [`LoginAttempt::Allowed`] — of concurrent claimers racing a stale window, only
+///    one can start the new one; the others fail this condition.
+/// 3. That condition failed: a live window exists. If it is full, [`LoginAttempt::Locked`] until
+///    it expires; if not, another claimer just started it, so go round again and count in it.
+///
+/// Expiry is checked here, not left to DynamoDB's TTL, which deletes lazily (and the emulator
+/// never). A locked attempt writes nothing, so hammering a locked e-mail does not prolong the lock.
+///
+/// A write whose answer was lost and that the SDK repeats may count one attempt twice. That
+/// fails safe: the e-mail locks one attempt early; it can never lock late.
 ///
 /// # Errors
-/// [`StoreError`] on storage failure.
-pub async fn record_failed_login(table: &Table, email: &Email) -> Result<(), StoreError> {
-    let now = now_epoch();
-    // Count within the current window; a stale window starts over.
-    let counted = table
-        .client
-        .update_item()
-        .table_name(&table.name)
-        .set_key(Some(throttle_key(email)))
-        .update_expression("ADD failures :one")
-        .condition_expression("attribute_exists(pk) AND expires_at > :now")
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(now))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-        .send()
-        .await;
-    let failures = match counted {
-        Ok(out) => out.attributes.and_then(|a| a.opt_int("failures")).unwrap_or(1),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => {
-            let mut item = throttle_key(email);
-            item.insert("failures".into(), n(1));
-            item.insert("expires_at".into(), n(now + THROTTLE_WINDOW_SECONDS));
-            table
-                .client
-                .put_item()
-                .table_name(&table.name)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(StoreError::dynamo)?;
-            1
-        }
-        Err(e) => return Err(StoreError::dynamo(e)),
-    };
-    if failures >= MAX_FAILED_LOGINS {
-        table
+/// [`StoreError`] on storage failure; the caller must then not check the password.
+pub async fn claim_login_attempt(
+    table: &Table,
+    email: &Email,
+    throttle: LoginThrottle,
+) -> Result<LoginAttempt, StoreError> {
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+    for _ in 0..CLAIM_ROUNDS {
+        let now = now_epoch();
+        let until = now + throttle.window_seconds;
+        let counted = table
             .client
             .update_item()
             .table_name(&table.name)
             .set_key(Some(throttle_key(email)))
-            .update_expression("SET locked_until = :until, expires_at = :until")
-            .expression_attribute_values(":until", n(now + THROTTLE_WINDOW_SECONDS))
+            .update_expression("ADD attempts :one SET expires_at = :until")
+            // A live record without `attempts` (written by an earlier version) counts from zero.
+            .condition_expression(
+                "attribute_exists(pk) AND expires_at > :now AND (attribute_not_exists(attempts) OR attempts < :max)",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":max", n(throttle.max_attempts))
             .send()
-            .await
-            .map_err(StoreError::dynamo)?;
+            .await;
+        match counted {
+            Ok(_) => return Ok(LoginAttempt::Allowed),
+            Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => {}
+            Err(e) => return Err(StoreError::dynamo(e)),
+        }
+
+        let mut item = throttle_key(email);
+        item.insert("attempts".into(), n(1));
+        item.insert("expires_at".into(), n(until));
+        let started = table
+            .client
+            .put_item()
+            .table_name(&table.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let live = match started {
+            Ok(_) => return Ok(LoginAttempt::Allowed),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                    Some(old) => Some(old.clone()),
+                    // The emulator may not return the old item: read it.
+                    None => get(table, throttle_key(email)).await?,
+                },
+                _ => return Err(StoreError::dynamo(e)),
+            },
+        };
+        // Gone again (a successful sign-in cleared it): go round and start a window.
+        let Some(live) = live else { continue };
+        let (attempts, expires_at) = (live.opt_int("attempts").unwrap_or(0), live.opt_int("expires_at").unwrap_or(0));
+        if attempts >= throttle.max_attempts && expires_at > now {
+            // Another claimer may have written its expiry a moment after our `now`.
+            let retry_after = (expires_at - now_epoch()).clamp(1, throttle.window_seconds);
+            return Ok(LoginAttempt::Locked { retry_after });
+        }
     }
-    Ok(())
+    tracing::warn!("sign-in throttle kept changing under us; treating the attempt as locked");
+    Ok(LoginAttempt::Locked { retry_after: throttle.window_seconds })
 }
 
-/// Forgets failed sign-ins after a successful one.
+/// Gives the allowance back after a successful sign-in.
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
-pub async fn clear_failed_logins(table: &Table, email: &Email) -> Result<(), StoreError> {
+pub async fn clear_login_attempts(table: &Table, email: &Email) -> Result<(), StoreError> {
     table
         .client
         .delete_item()

@@ -5,17 +5,38 @@
 //! | `WEBHOOK#<delivery_id>`              | `WEBHOOK` | one delivery: hash, size, verification, outcome |
 //! | `WHEVENT#<provider>#<event key>`     | `WHEVENT` | de-duplication of one provider event   |
 //!
-//! Deliveries that name a transaction (by the provider reference or our own id) are indexed
-//! under `gsi1pk = TXN#<transaction_id>#WEBHOOKS` so an operator can list them; others under
-//! `WEBHOOKS#UNLINKED#<date>`. Bodies are never stored, only their SHA-256 and size.
+//! Bodies are never stored, only their SHA-256 and size. What a body says is trusted only once
+//! its signature verified, and the log is laid out so that an unauthenticated sender cannot
+//! steer or swamp it:
+//!
+//! - **Verified** deliveries are kept [`RETENTION_SECONDS`] (90 days). One whose body names a
+//!   transaction (its `reference`, our id as we gave it to the provider) is indexed under
+//!   `gsi1pk = TXN#<transaction_id>#WEBHOOKS`, which is what an operator lists
+//!   ([`for_transaction`]); others under `WEBHOOKS#UNLINKED#<date>`. Only the provider can
+//!   produce these, so their volume is the provider's own traffic for our brand.
+//! - **Rejected** deliveries (signature missing or invalid, or refused before verification, such
+//!   as too large) are kept only [`REJECTED_RETENTION_SECONDS`] (7 days) and are **indexed
+//!   nowhere**: no `gsi1pk`, so a flood of forgeries writes one small base-table item each
+//!   (bounded in size, gone within a week) and cannot reach a transaction's list or any shared
+//!   index partition. What the unverified body claimed is kept for forensics as plain, truncated
+//!   attributes (`claimed_reference`, `event_type`, `provider_reference`), never as a link. Find
+//!   a rejected delivery by its `delivery_id` from the log line every delivery writes.
 
 use super::item::{key, n, s, Item, ItemExt};
 use super::{is_conditional_failure, now_epoch, now_rfc3339, StoreError, Table};
 use crate::domain::ids::TransactionId;
 use serde::Serialize;
 
-/// How long de-duplication records and the log are kept (Revio retries for up to 36 h).
+/// How long de-duplication records and verified deliveries are kept (Revio retries for up to
+/// 36 h).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
+
+/// How long a rejected (unverified) delivery is kept: long enough to investigate a forgery
+/// campaign, short enough that a flood cannot pile up storage.
+pub const REJECTED_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Longest unverified `reference` claim kept (ours are 30 characters).
+const MAX_CLAIMED_REFERENCE_CHARS: usize = 64;
 
 /// What signature verification concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,9 +68,13 @@ pub struct Delivery {
     pub body_sha256: String,
     pub body_size: usize,
     pub verification: Verification,
+    /// What the body says its event type is (a claim until verified).
     pub event_type: Option<String>,
+    /// What the body says the provider's id is (a claim until verified).
     pub provider_reference: Option<String>,
-    pub transaction_id: Option<TransactionId>,
+    /// What the body says its `reference` is: our transaction id, as we gave it to the provider.
+    /// Links the delivery to that transaction only when verified ([`Delivery::linked_transaction`]).
+    pub reference: Option<String>,
     /// First processing status (`QUEUED`, `REJECTED_SIGNATURE`, `MALFORMED`, `TOO_LARGE`, `DUPLICATE`).
     pub outcome: String,
     pub detail: Option<String>,
@@ -59,6 +84,15 @@ impl Delivery {
     /// A new delivery id.
     pub fn new_id() -> String {
         format!("whd_{}", ulid::Ulid::new())
+    }
+
+    /// The transaction this delivery is logged under: the body's `reference`, and only when the
+    /// signature verified. An unverified body names nothing.
+    pub fn linked_transaction(&self) -> Option<TransactionId> {
+        if self.verification != Verification::Valid {
+            return None;
+        }
+        self.reference.as_deref().and_then(|r| TransactionId::parse(r).ok())
     }
 }
 
@@ -83,12 +117,15 @@ fn delivery_key(id: &str) -> Item {
     key(format!("WEBHOOK#{id}"), "WEBHOOK")
 }
 
-/// Writes a delivery to the log.
+/// Writes a delivery to the log: indexed and kept 90 days when verified, unindexed and kept 7
+/// days when not (see the module documentation).
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
     let now = now_rfc3339();
+    let verified = d.verification == Verification::Valid;
+    let retention = if verified { RETENTION_SECONDS } else { REJECTED_RETENTION_SECONDS };
     let mut item = delivery_key(&d.id);
     item.insert("entity".into(), s("webhook_delivery"));
     item.insert("delivery_id".into(), s(&d.id));
@@ -99,7 +136,7 @@ pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
     item.insert("body_size".into(), n(d.body_size));
     item.insert("verification".into(), s(d.verification.as_str()));
     item.insert("outcome".into(), s(&d.outcome));
-    item.insert("expires_at".into(), n(now_epoch() + RETENTION_SECONDS));
+    item.insert("expires_at".into(), n(now_epoch() + retention));
     if let Some(v) = &d.event_type {
         item.insert("event_type".into(), s(truncate(v, 100)));
     }
@@ -109,16 +146,21 @@ pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
     if let Some(v) = &d.detail {
         item.insert("detail".into(), s(truncate(v, 500)));
     }
-    match &d.transaction_id {
-        Some(t) => {
-            item.insert("transaction_id".into(), s(t.as_str()));
-            item.insert("gsi1pk".into(), s(format!("TXN#{t}#WEBHOOKS")));
+    if verified {
+        match d.linked_transaction() {
+            Some(t) => {
+                item.insert("transaction_id".into(), s(t.as_str()));
+                item.insert("gsi1pk".into(), s(format!("TXN#{t}#WEBHOOKS")));
+            }
+            None => {
+                item.insert("gsi1pk".into(), s(format!("WEBHOOKS#UNLINKED#{}", &now[..10])));
+            }
         }
-        None => {
-            item.insert("gsi1pk".into(), s(format!("WEBHOOKS#UNLINKED#{}", &now[..10])));
-        }
+        item.insert("gsi1sk".into(), s(format!("{now}#{}", d.id)));
+    } else if let Some(claim) = &d.reference {
+        // For forensics only: not a link, not indexed.
+        item.insert("claimed_reference".into(), s(truncate(claim, MAX_CLAIMED_REFERENCE_CHARS)));
     }
-    item.insert("gsi1sk".into(), s(format!("{now}#{}", d.id)));
     table.client.put_item().table_name(&table.name).set_item(Some(item)).send().await.map_err(StoreError::dynamo)?;
     Ok(())
 }
@@ -164,7 +206,7 @@ pub async fn set_outcome(
     }
 }
 
-/// Every logged delivery that names a transaction, oldest first.
+/// Every verified delivery that names a transaction, oldest first (at most about 1,000).
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.

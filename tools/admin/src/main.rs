@@ -5,16 +5,24 @@
 //! purse-admin grant-admin <email>         give an existing account the admin role
 //! purse-admin audit                       verify the whole ledger (exit 1 on any difference)
 //! purse-admin reconcile [min-age-seconds] settle PENDING deposits by asking Revio
+//! purse-admin cases [limit]               the open cases (deposits that need a person), oldest first, as JSON
+//! purse-admin resolve-case <case-id> <credit|refund> <reason...>
+//!                                         close a case: credit the user or refund at Revio
 //! purse-admin jwt-rotate <secret-id>      add a signing key and make it active
 //! ```
+//!
+//! `reconcile` and `resolve-case` also read the Revio configuration (`REVIO_BASE_URL`,
+//! `REVIO_SECRET_ID`). A case resolved here records `operator:<$USER>` (or `operator:cli`) as
+//! who resolved it.
 
 use purse::config::Env;
 use purse::domain::user::{Email, Role};
+use purse::service::cases;
 use purse::store::Table;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | jwt-rotate <secret-id>";
+const USAGE: &str = "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | cases [limit] \
+                     | resolve-case <case-id> <credit|refund> <reason...> | jwt-rotate <secret-id>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -68,11 +76,50 @@ async fn run(args: &[String]) -> Result<(), String> {
             let min_age: i64 =
                 rest.first().map(|s| s.parse().map_err(|_| USAGE.to_owned())).transpose()?.unwrap_or(300);
             let revio = purse::revio::RevioClient::from_env(&env, &aws).await.map_err(|e| e.to_string())?;
-            let report = purse::service::settlement::reconcile_pending_deposits(&table()?, &revio, min_age, 900)
+            let config = purse::service::settlement::ReconcileConfig {
+                min_age_seconds: min_age,
+                abandon_after_seconds: 900,
+                expire_after_seconds: 86_400,
+                budget: std::time::Duration::from_secs(300),
+            };
+            let report = purse::service::settlement::reconcile_pending_deposits(&table()?, &revio, config)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             Ok(())
+        }
+        ["cases", rest @ ..] if rest.len() <= 1 => {
+            let limit = cases::parse_list_limit(rest.first().copied()).map_err(|e| e.message)?;
+            let items = cases::list_open(&table()?, limit).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "items": items })).unwrap_or_default());
+            Ok(())
+        }
+        ["resolve-case", id, action, reason @ ..] if !reason.is_empty() => {
+            let id = cases::parse_case_id(id).map_err(|e| e.message)?;
+            let action = match *action {
+                "credit" => cases::ResolveAction::Credit,
+                "refund" => cases::ResolveAction::Refund,
+                _ => return Err(USAGE.to_owned()),
+            };
+            let input = cases::ResolveInput { action, reason: reason.join(" ") };
+            let operator = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
+            let by = format!("operator:{}", operator.as_deref().unwrap_or("cli"));
+            let table = table()?;
+            let revio = purse::revio::RevioClient::from_env(&env, &aws).await.map_err(|e| e.to_string())?;
+            match cases::resolve(&table, &revio, id, &input, &by).await {
+                Ok(case) => {
+                    println!("{}", serde_json::to_string_pretty(&case).unwrap_or_default());
+                    Ok(())
+                }
+                Err(cases::ResolveError::AlreadyResolved) => {
+                    // Show how, by whom and why, so a repeat is easy to tell from a clash.
+                    if let Ok(Some(case)) = cases::get(&table, id).await {
+                        println!("{}", serde_json::to_string_pretty(&case).unwrap_or_default());
+                    }
+                    Err(format!("case {id} is already resolved; nothing changed"))
+                }
+                Err(e) => Err(format!("case {id} not resolved: {e}")),
+            }
         }
         ["jwt-rotate", secret_id] => rotate(&aws, secret_id).await,
         _ => Err(USAGE.to_owned()),

@@ -54,6 +54,9 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     if let Ok(revio) = std::env::var("PURSE_REVIO_URL") {
         params.insert("RevioBaseUrl".into(), revio);
     }
+    // The Revio sandbox speaks plain http on localhost. Only a local stack may allow that; the
+    // template's default (and so every deployed stage) requires https.
+    params.insert("RevioAllowInsecureHttp".into(), "true".into());
     // Function URLs: what `!GetAtt <Fn>Url.FunctionUrl` yields locally.
     for f in template.functions().unwrap_or_default() {
         if let Some(path) = &f.url_path {

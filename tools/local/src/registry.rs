@@ -45,6 +45,8 @@ registry! {
         http_transactions_list,
         http_transactions_get,
         http_admin_transaction_webhooks,
+        http_admin_cases_list,
+        http_admin_cases_resolve,
         webhook_revio,
     ],
     sqs: [sqs_revio_events],

@@ -64,8 +64,8 @@ pub struct Job {
 pub enum Resolved<'a> {
     Route(&'a Route, BTreeMap<String, String>),
     Url(&'a UrlMount),
-    /// The path exists but not for this method.
-    MethodNotAllowed,
+    /// The path exists but not for this method; these are the methods it accepts, sorted.
+    MethodNotAllowed(Vec<String>),
     NotFound,
 }
 
@@ -175,22 +175,22 @@ impl Router {
 
     /// Finds what serves `method path`.
     pub fn resolve(&self, method: &str, path: &str) -> Resolved<'_> {
-        let mut path_matched = false;
+        let mut allowed = std::collections::BTreeSet::new();
         for r in &self.routes {
             if let Some(params) = apigw::match_route(&r.path, path) {
                 if r.method.eq_ignore_ascii_case(method) {
                     return Resolved::Route(r, params);
                 }
-                path_matched = true;
+                allowed.insert(r.method.to_ascii_uppercase());
             }
         }
         if let Some(u) = self.urls.iter().find(|u| u.path == path) {
             return Resolved::Url(u);
         }
-        if path_matched {
-            Resolved::MethodNotAllowed
-        } else {
+        if allowed.is_empty() {
             Resolved::NotFound
+        } else {
+            Resolved::MethodNotAllowed(allowed.into_iter().collect())
         }
     }
 
@@ -200,8 +200,14 @@ impl Router {
         let (handler, route_key, params) = match self.resolve(&raw.method, &raw.path) {
             Resolved::Route(r, params) => (r.handler.clone(), format!("{} {}", r.method, r.path), params),
             Resolved::Url(u) => (u.handler.clone(), "$default".to_owned(), BTreeMap::new()),
-            Resolved::MethodNotAllowed => {
-                return local_error(405, "method_not_allowed", "this path does not accept this method", &request_id)
+            Resolved::MethodNotAllowed(allowed) => {
+                let mut answer =
+                    local_error(405, "method_not_allowed", "this path does not accept this method", &request_id);
+                // RFC 9110, 15.5.6: a 405 lists the methods the target accepts.
+                if let Ok(value) = lambda_http::http::HeaderValue::from_str(&allowed.join(", ")) {
+                    answer.headers_mut().insert(lambda_http::http::header::ALLOW, value);
+                }
+                return answer;
             }
             Resolved::NotFound => {
                 return local_error(404, "route_not_found", "no route matches this path", &request_id)
