@@ -11,17 +11,20 @@
 //! | `ACCOUNT#<account_id>`  | `ACCOUNT`   | ledger account: balance, held, available          |
 //! | `SESSION#<session_id>`  | `SESSION`   | a refresh-token family, revocable as a whole      |
 //! | `REFRESH#<sha256>`      | `REFRESH`   | one refresh token, by hash only                   |
-//! | `LOGINFAIL#<email>`     | `LOGINFAIL` | failed sign-in counter for throttling             |
+//! | `LOGINFAIL#<email>`     | `LOGINFAIL` | sign-in attempts claimed in the current window     |
 //! | `TXN#<transaction_id>`  | `TXN`       | a ledger movement (see [`crate::ledger`])          |
 //! | `REF#<provider>#<ref>`  | `REF`       | a provider's id (Revio purchase) → movement        |
-//! | `DEPCAP#<user>#<day>`   | `DEPCAP`    | deposits counted against the daily limit           |
+//! | `DEPCAP#<user>#<day>`   | `QUOTA`     | deposits counted against the daily limit ([`crate::ledger::Quota`]) |
+//! | `CASE#<case_id>`        | `CASE`      | a deposit that needs a person ([`crate::service::cases`]) |
+//! | `RECONCILE#DEPOSITS`    | `CURSOR`    | where the last reconciliation run stopped          |
 //! | `IDEMPOTENCY#<scope>#<sha256(key)>` | `IDEMPOTENCY` | an Idempotency-Key claim and its stored answer |
 //! | `WEBHOOK#<delivery_id>` | `WEBHOOK`   | one received webhook delivery (see [`webhooks`])  |
 //! | `WHEVENT#<provider>#<event>` | `WHEVENT` | de-duplication of a provider event          |
 //!
 //! Index `gsi1` lists a user's movements (`USER#<id>#TXN`, newest by `gsi1sk`) and a movement's
-//! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: only PENDING movements carry
-//! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation.
+//! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: PENDING movements carry
+//! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation; open cases `CASES#OPEN`; wallets
+//! restricted by a reversal shortfall `RESTRICTED#WALLETS`.
 //!
 //! Items that expire carry `expires_at` (epoch seconds), the table's TTL attribute; code that
 //! depends on expiry also checks it itself, since TTL deletion is lazy.
