@@ -117,6 +117,12 @@ async fn bad_filters_and_limits_are_refused_with_their_codes() {
         let r = app.get(&format!("/v1/transactions?{query}"), Some(&token)).await;
         assert_eq!((r.status, r.code()), (400, code), "{query}: {}", r.text);
     }
+    // A cursor longer than the document's maxLength is refused before any work is done on it.
+    for query in [format!("cursor={}.{}", "a".repeat(600), "b".repeat(600))] {
+        let code = "invalid_cursor";
+        let r = app.get(&format!("/v1/transactions?{query}"), Some(&token)).await;
+        assert_eq!((r.status, r.code()), (400, code), "{query}: {}", r.text);
+    }
 }
 
 #[tokio::test]

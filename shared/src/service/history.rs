@@ -116,6 +116,9 @@ struct Position {
     t: String,
 }
 
+/// The longest cursor accepted (ours are about 150 characters).
+pub const MAX_CURSOR_CHARS: usize = 1024;
+
 /// Signs and checks page cursors.
 #[derive(Clone)]
 pub struct CursorSigner {
@@ -158,6 +161,9 @@ impl CursorSigner {
         let invalid = || {
             ApiError::bad_request("invalid_cursor", "the cursor is not valid for this listing; start again without one")
         };
+        if cursor.len() > MAX_CURSOR_CHARS {
+            return Err(invalid());
+        }
         let (payload, tag) = cursor.split_once('.').ok_or_else(invalid)?;
         let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
         self.mac(user, filters, payload).verify_slice(&tag).map_err(|_| invalid())?;
