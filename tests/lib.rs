@@ -235,6 +235,30 @@ impl TestApp {
         (profile["id"].as_str().unwrap().to_owned(), tokens["access_token"].as_str().unwrap().to_owned())
     }
 
+    /// A signed-in administrator's access token (the role granted as `purse-admin` grants it).
+    pub async fn admin_token(&self) -> String {
+        let (email, password, profile) = self.register().await;
+        let id = purse::domain::ids::UserId::parse(profile["id"].as_str().unwrap()).unwrap();
+        purse::store::users::grant_role(&self.table, &id, purse::domain::user::Role::Admin).await.unwrap();
+        let r = self.post("/v1/auth/login", &serde_json::json!({"email": email, "password": password}), None).await;
+        assert_eq!(r.status, 200, "admin login: {}", r.text);
+        r.json["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A Revio client talking to the sandbox with this stack's Revio secret, as the functions
+    /// build theirs.
+    pub async fn revio_client(&self) -> purse::revio::RevioClient {
+        purse::revio::RevioClient::from_env(
+            &purse::config::Env::default()
+                .with("REVIO_BASE_URL", Sandbox::new().base)
+                .with("REVIO_ALLOW_INSECURE_HTTP", "true")
+                .with("REVIO_SECRET_ID", self.stack.get("RevioApiSecret").unwrap().reference.clone()),
+            &self.aws,
+        )
+        .await
+        .expect("Revio client for the sandbox")
+    }
+
     /// The stack's signing keys (read back from the emulator's secret), for forging tests.
     pub async fn signing_keys_json(&self) -> String {
         let arn = &self.stack.get("JwtSigningKeysSecret").unwrap().reference;

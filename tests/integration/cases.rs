@@ -69,13 +69,6 @@ async fn paid_after_failed(app: &TestApp, sandbox: &Sandbox, amount: &str) -> (S
     (user, token, txn, purchase)
 }
 
-fn revio_env(app: &TestApp, sandbox: &Sandbox) -> purse::config::Env {
-    purse::config::Env::default()
-        .with("REVIO_BASE_URL", sandbox.base.clone())
-        .with("REVIO_ALLOW_INSECURE_HTTP", "true")
-        .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone())
-}
-
 #[tokio::test]
 async fn a_payment_revio_reports_after_the_deposit_failed_opens_a_case_an_admin_can_credit_once() {
     let app = TestApp::spawn_serving().await;
@@ -125,7 +118,7 @@ async fn a_payment_revio_reports_after_the_deposit_failed_opens_a_case_an_admin_
     assert!(open_cases(&app, &admin).await.iter().all(|c| c["case_id"] != case_id.as_str()));
 
     // Settlement meeting the purchase again (a redelivery, a reconciliation) does not reopen it.
-    let revio = purse::revio::RevioClient::from_env(&revio_env(&app, &sandbox), &app.aws).await.unwrap();
+    let revio = app.revio_client().await;
     let outcome = purse::service::settlement::settle_purchase(&app.table, &revio, &purchase).await.unwrap();
     assert_eq!(outcome.name(), "NEEDS_REVIEW");
     assert!(open_cases(&app, &admin).await.is_empty());

@@ -36,15 +36,6 @@ async fn wait_for_status(app: &TestApp, token: &str, id: &str, want: &str) {
     .await;
 }
 
-/// A signed-in administrator's token.
-async fn admin_token(app: &TestApp) -> String {
-    let (email, password, profile) = app.register().await;
-    let id = purse::domain::ids::UserId::parse(profile["id"].as_str().unwrap()).unwrap();
-    purse::store::users::grant_role(&app.table, &id, purse::domain::user::Role::Admin).await.unwrap();
-    let r = app.post("/v1/auth/login", &json!({"email": email, "password": password}), None).await;
-    r.json["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn webhook_log(app: &TestApp, admin: &str, txn: &str) -> Vec<Value> {
     let r = app.get(&format!("/v1/admin/transactions/{txn}/webhooks"), Some(admin)).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -93,7 +84,7 @@ async fn a_declined_payment_fails_the_deposit_and_a_later_paid_event_credits_not
     // A stale or forged "paid" event for the declined purchase, validly signed.
     let codes = sandbox.deliver(&purchase, json!({"event_type": "purchase.paid", "status": "paid"})).await;
     assert_eq!(codes, vec![Some(200)]);
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     eventually(20, "the paid event to be processed", || async {
         let log = webhook_log(&app, &admin, &txn).await;
         log.iter().any(|d| d["event_type"] == "purchase.paid" && d["outcome"] == "ALREADY_FAILED").then_some(())
@@ -120,7 +111,7 @@ async fn the_same_webhook_delivered_fifty_times_concurrently_credits_once() {
     assert!(codes.iter().all(|c| *c == Some(200)), "{codes:?}");
     wait_for_status(&app, &token, &txn, "COMPLETED").await;
     // Let every queued duplicate be processed before checking the balance.
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     eventually(30, "all deliveries to be processed", || async {
         let log = webhook_log(&app, &admin, &txn).await;
         (log.len() >= 51 && log.iter().all(|d| d["outcome"] != "QUEUED")).then_some(())
@@ -250,7 +241,7 @@ async fn forged_changed_and_malformed_webhooks_credit_nothing_and_are_all_logged
         sandbox.create_purchase(100, &txn, &format!("{}/webhooks/revio", app.base_url.as_ref().unwrap())).await;
     sandbox.pay(mallory["id"].as_str().unwrap()).await;
 
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let log = eventually(20, "every delivery to be logged and processed", || async {
         let log = webhook_log(&app, &admin, &txn).await;
         let done = log.len() >= 2 && log.iter().all(|d| d["outcome"] != "QUEUED");
@@ -312,15 +303,7 @@ async fn a_lost_webhook_is_settled_by_reconciliation() {
     sandbox.reset().await;
     assert_eq!(status_of(&app, &token, &txn).await, "PENDING", "the webhook was lost");
 
-    let revio = purse::revio::RevioClient::from_env(
-        &purse::config::Env::default()
-            .with("REVIO_BASE_URL", sandbox.base.clone())
-            .with("REVIO_ALLOW_INSECURE_HTTP", "true")
-            .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone()),
-        &app.aws,
-    )
-    .await
-    .unwrap();
+    let revio = app.revio_client().await;
     let report =
         purse::service::settlement::reconcile_pending_deposits(&app.table, &revio, reconcile_now()).await.unwrap();
     assert_eq!(report.credited, 1, "{report:?}");
@@ -416,7 +399,7 @@ async fn an_event_that_cannot_be_applied_is_retried_and_parked_in_the_dead_lette
     sandbox.reset().await;
     let body: Value = serde_json::from_str(parked.body().unwrap()).unwrap();
     assert_eq!(body["purchase_id"], purchase.as_str());
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let log = webhook_log(&app, &admin, &txn).await;
     assert_eq!(log[0]["outcome"], "RETRYING", "{log:#?}");
     assert_eq!(status_of(&app, &token, &txn).await, "PENDING", "nothing half-applied");
@@ -451,7 +434,7 @@ async fn a_purchase_whose_amount_differs_from_the_deposit_credits_nothing() {
     wait_for_status(&app, &token, &txn, "FAILED").await;
     let view = app.get(&format!("/v1/transactions/{txn}"), Some(&token)).await;
     assert_eq!(view.json["failure_reason"], "amount_mismatch");
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let log = webhook_log(&app, &admin, &txn).await;
     assert!(log.iter().any(|d| d["outcome"] == "AMOUNT_MISMATCH"), "{log:#?}");
     assert_eq!(app.wallet_of(&user).await.0, "0.00");

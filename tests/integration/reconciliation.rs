@@ -15,19 +15,6 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A Revio client talking to the sandbox, as the functions build theirs.
-async fn revio_client(app: &TestApp, sandbox: &Sandbox) -> RevioClient {
-    RevioClient::from_env(
-        &purse::config::Env::default()
-            .with("REVIO_BASE_URL", sandbox.base.clone())
-            .with("REVIO_ALLOW_INSECURE_HTTP", "true")
-            .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone()),
-        &app.aws,
-    )
-    .await
-    .unwrap()
-}
-
 async fn reconcile(app: &TestApp, revio: &RevioClient, config: ReconcileConfig) -> ReconcileReport {
     reconcile_pending_deposits(&app.table, revio, config).await.expect("reconciliation runs")
 }
@@ -113,7 +100,7 @@ fn id_in_shard(shard: u32) -> TransactionId {
 async fn an_unpaid_deposit_past_its_age_is_cancelled_at_revio_and_failed_expired_giving_its_allowance_back() {
     let app = TestApp::spawn().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let (txn, purchase) = api_deposit(&app, &token, "50.00").await;
     assert_eq!(used(&app, &user, &today()).await, Decimal::new(5000, 2));
@@ -147,8 +134,7 @@ async fn an_unpaid_deposit_past_its_age_is_cancelled_at_revio_and_failed_expired
 #[tokio::test]
 async fn a_deposit_that_never_reached_revio_is_failed_and_its_allowance_given_back() {
     let app = TestApp::spawn().await;
-    let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let quota = Quota::daily_deposits(&UserId::parse(&user).unwrap(), &today(), Decimal::new(2_000_000, 2));
     let deposit = new_deposit(TransactionId::generate(), &user, "75.00");
@@ -244,7 +230,7 @@ async fn reconciliation_works_within_its_budget_and_resumes_where_it_stopped() {
     let _exclusive = SandboxFaults::take().await;
     let app = TestApp::spawn().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     // A run that started over every time would spend its whole budget on the unpaid deposits
     // at the head of shard 0 and never reach the paid ones behind them.
@@ -313,7 +299,7 @@ async fn a_complete_run_examines_every_pending_deposit_even_when_it_resumed_mid_
     let _exclusive = SandboxFaults::take().await;
     let app = TestApp::spawn().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, _) = app.user_token().await;
     let (unpaid, paid) = crowded_ledger(&app, &sandbox, &user).await;
 

@@ -10,7 +10,6 @@ use purse::domain::ids::{TransactionId, UserId};
 use purse::ledger::store::{self, LedgerError};
 use purse::ledger::{AccountId, NewHold, NewTransaction, Side, SystemAccount, TransactionType};
 use purse::money::{Amount, Currency};
-use purse::revio::RevioClient;
 use purse::service::cases::{self, CaseKind, ResolveAction, ResolveInput};
 use purse::service::settlement::{self, Outcome};
 use purse::store::item::ItemExt;
@@ -56,27 +55,6 @@ async fn sandbox_action(sandbox: &Sandbox, purchase: &str, action: &str) -> Valu
     let body: Value = r.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "sandbox {action} {purchase}: {status} {body}");
     body
-}
-
-/// A Revio client talking to the sandbox, as the functions build theirs.
-async fn revio_client(app: &TestApp, sandbox: &Sandbox) -> RevioClient {
-    RevioClient::from_env(
-        &purse::config::Env::default()
-            .with("REVIO_BASE_URL", sandbox.base.clone())
-            .with("REVIO_ALLOW_INSECURE_HTTP", "true")
-            .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone()),
-        &app.aws,
-    )
-    .await
-    .unwrap()
-}
-
-async fn admin_token(app: &TestApp) -> String {
-    let (email, password, profile) = app.register().await;
-    let id = UserId::parse(profile["id"].as_str().unwrap()).unwrap();
-    purse::store::users::grant_role(&app.table, &id, purse::domain::user::Role::Admin).await.unwrap();
-    let r = app.post("/v1/auth/login", &json!({"email": email, "password": password}), None).await;
-    r.json["access_token"].as_str().unwrap().to_owned()
 }
 
 async fn webhook_log(app: &TestApp, admin: &str, txn: &str) -> Vec<Value> {
@@ -169,7 +147,7 @@ async fn is_restricted(app: &TestApp, user: &str) -> bool {
 async fn a_refund_of_a_credited_deposit_reverses_it_exactly_once() {
     let app = TestApp::spawn_serving().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let (txn, purchase) = paid_deposit(&app, &sandbox, &token, "50.00").await;
     assert_eq!(app.wallet_of(&user).await, ("50.00".into(), "50.00".into(), "0.00".into()));
@@ -189,7 +167,7 @@ async fn a_refund_of_a_credited_deposit_reverses_it_exactly_once() {
 
     let codes = sandbox.deliver(&purchase, json!({"times": 10, "concurrent": true})).await;
     assert_eq!(codes, vec![Some(200); 10], "every redelivery is acknowledged");
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let log = processed_log(&app, &admin, &txn, "purchase.refunded", 11).await;
 
     let by_webhook = log.iter().filter(|d| d["outcome"] == "REVERSED").count();
@@ -212,7 +190,7 @@ async fn a_refund_of_a_credited_deposit_reverses_it_exactly_once() {
 async fn a_chargeback_the_wallet_cannot_cover_records_the_shortfall_and_restricts_the_wallet_until_covered() {
     let app = TestApp::spawn_serving().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let (_, purchase) = paid_deposit(&app, &sandbox, &token, "50.00").await;
     store::transfer(&app.table, &game_fee(&user, "30.00")).await.expect("the wallet may spend");
@@ -287,7 +265,7 @@ async fn paid_after_failed(app: &TestApp, sandbox: &Sandbox, token: &str, amount
 async fn a_refund_after_the_deposit_failed_changes_nothing() {
     let app = TestApp::spawn_serving().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let (txn, purchase, case_id) = paid_after_failed(&app, &sandbox, &token, "30.00").await;
 
@@ -295,7 +273,7 @@ async fn a_refund_after_the_deposit_failed_changes_nothing() {
     let input = ResolveInput { action: ResolveAction::Refund, reason: "payer asked; deposit had expired".into() };
     let case = cases::resolve(&app.table, &revio, &case_id, &input, "operator:test").await.expect("resolves");
     assert_eq!(case.status, "RESOLVED");
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let log = processed_log(&app, &admin, &txn, "purchase.refunded", 1).await;
     let refunds: Vec<_> = log.iter().filter(|d| d["event_type"] == "purchase.refunded").collect();
     assert_eq!(refunds[0]["outcome"], "ALREADY_FAILED", "{log:#?}");
@@ -323,7 +301,7 @@ async fn a_refund_after_the_deposit_failed_changes_nothing() {
 async fn a_chargeback_of_a_payment_an_operator_credited_takes_the_credit_back() {
     let app = TestApp::spawn_serving().await;
     let sandbox = Sandbox::new();
-    let revio = revio_client(&app, &sandbox).await;
+    let revio = app.revio_client().await;
     let (user, token) = app.user_token().await;
     let (_, purchase, case_id) = paid_after_failed(&app, &sandbox, &token, "30.00").await;
     let input = ResolveInput { action: ResolveAction::Credit, reason: "paid in good faith".into() };

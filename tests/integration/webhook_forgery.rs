@@ -18,14 +18,6 @@ async fn real_deposit(app: &TestApp) -> (String, String) {
     (r.json["id"].as_str().unwrap().to_owned(), r.json["reference"].as_str().unwrap().to_owned())
 }
 
-async fn admin_token(app: &TestApp) -> String {
-    let (email, password, profile) = app.register().await;
-    let id = purse::domain::ids::UserId::parse(profile["id"].as_str().unwrap()).unwrap();
-    purse::store::users::grant_role(&app.table, &id, purse::domain::user::Role::Admin).await.unwrap();
-    let r = app.post("/v1/auth/login", &json!({"email": email, "password": password}), None).await;
-    r.json["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn webhook_list(app: &TestApp, admin: &str, txn: &str) -> Vec<Value> {
     let r = app.get(&format!("/v1/admin/transactions/{txn}/webhooks"), Some(admin)).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -94,7 +86,7 @@ async fn a_forged_delivery_naming_a_real_transaction_does_not_appear_in_its_webh
     let genuine = deliver(&app, body.as_bytes(), Some(&signature)).await;
     assert_eq!(genuine.status, 200, "{}", genuine.text);
 
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let list = webhook_list(&app, &admin, &txn).await;
     let ids: Vec<&str> = list.iter().filter_map(|d| d["delivery_id"].as_str()).collect();
     assert_eq!(ids, [genuine.json["delivery_id"].as_str().unwrap()], "only the verified delivery: {list:#?}");
@@ -135,7 +127,7 @@ async fn a_hundred_forged_deliveries_leave_the_real_one_alone_in_the_transaction
     let genuine = deliver(&app, body.as_bytes(), Some(&signature)).await;
     assert_eq!(genuine.status, 200, "{}", genuine.text);
 
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let list = webhook_list(&app, &admin, &txn).await;
     assert_eq!(list.len(), 1, "forgeries must not be listed: {} deliveries listed", list.len());
     assert_eq!(list[0]["delivery_id"], genuine.json["delivery_id"]);

@@ -914,18 +914,8 @@ pub async fn recover_shortfall(table: &Table, owner: &UserId) -> Result<Recovery
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn restricted_wallets(table: &Table, limit: i32) -> Result<Vec<UserId>, StoreError> {
-    let out = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .index_name("gsi2")
-        .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", s(RESTRICTED_PARTITION))
-        .limit(limit)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    Ok(out.items().iter().filter_map(|i| i.opt_str("gsi2sk").and_then(|u| UserId::parse(u).ok())).collect())
+    let items = crate::store::gsi2_partition(table, RESTRICTED_PARTITION, limit).await?;
+    Ok(items.iter().filter_map(|i| i.opt_str("gsi2sk").and_then(|u| UserId::parse(u).ok())).collect())
 }
 
 /// Sets provider details on a PENDING movement (a deposit's Revio purchase id and checkout URL)

@@ -281,20 +281,9 @@ pub async fn get(table: &Table, id: &str) -> Result<Option<Case>, StoreError> {
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn list_open(table: &Table, limit: i32) -> Result<Vec<Case>, StoreError> {
-    let out = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .index_name("gsi2")
-        .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", s(OPEN_PARTITION))
-        .limit(limit)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
     // The index is eventually consistent: confirm each case from its item.
     let mut cases = Vec::new();
-    for item in out.items() {
+    for item in crate::store::gsi2_partition(table, OPEN_PARTITION, limit).await? {
         if let Some(id) = item.opt_str("case_id") {
             if let Some(case) = get(table, id).await? {
                 if case.status != "RESOLVED" {

@@ -188,17 +188,7 @@ pub async fn settle_purchase(table: &Table, revio: &RevioClient, purchase_id: &s
         PurchaseStatus::Refunded | PurchaseStatus::Chargeback => {
             let reason = if purchase.status == PurchaseStatus::Refunded { "refunded" } else { "chargeback" };
             match tx.status {
-                TransactionStatus::Completed => match ledger::reverse_deposit(table, &id, reason).await {
-                    Ok(r) if r.changed => {
-                        crate::metrics::count("DepositsReversed", 1);
-                        if r.shortfall > rust_decimal::Decimal::ZERO {
-                            crate::metrics::count("ReversalShortfalls", 1);
-                        }
-                        Ok(Outcome::Reversed(id))
-                    }
-                    Ok(_) => Ok(Outcome::AlreadyReversed(id)),
-                    Err(e) => Err(later(e)),
-                },
+                TransactionStatus::Completed => reverse(table, &id, id.clone(), reason).await,
                 // Never credited: paid and taken back before we saw it paid.
                 TransactionStatus::Pending => match ledger::fail(table, &id, "payment_reversed").await {
                     Ok(s) if s.changed => Ok(Outcome::Failed(id)),
@@ -211,22 +201,33 @@ pub async fn settle_purchase(table: &Table, revio: &RevioClient, purchase_id: &s
                 // Never credited as a deposit, but an operator may have credited it through a
                 // case: then that credit is what Revio took back.
                 TransactionStatus::Failed => match case_credit(table, &purchase.id).await.map_err(later)? {
-                    Some(credit) => match ledger::reverse_deposit(table, &credit, reason).await {
-                        Ok(r) if r.changed => {
-                            crate::metrics::count("DepositsReversed", 1);
-                            if r.shortfall > rust_decimal::Decimal::ZERO {
-                                crate::metrics::count("ReversalShortfalls", 1);
-                            }
-                            Ok(Outcome::Reversed(id))
-                        }
-                        Ok(_) => Ok(Outcome::AlreadyReversed(id)),
-                        Err(e) => Err(later(e)),
-                    },
+                    Some(credit) => reverse(table, &credit, id, reason).await,
                     None => Ok(Outcome::AlreadyFailed(id)),
                 },
             }
         }
         _ => Ok(Outcome::NotFinal(id)),
+    }
+}
+
+/// Reverses the credited movement `credited` (the deposit itself, or an operator's credit of
+/// it), reporting the outcome for deposit `id` and counting the metrics.
+async fn reverse(
+    table: &Table,
+    credited: &TransactionId,
+    id: TransactionId,
+    reason: &str,
+) -> Result<Outcome, RetryLater> {
+    match ledger::reverse_deposit(table, credited, reason).await {
+        Ok(r) if r.changed => {
+            crate::metrics::count("DepositsReversed", 1);
+            if r.shortfall > rust_decimal::Decimal::ZERO {
+                crate::metrics::count("ReversalShortfalls", 1);
+            }
+            Ok(Outcome::Reversed(id))
+        }
+        Ok(_) => Ok(Outcome::AlreadyReversed(id)),
+        Err(e) => Err(later(e)),
     }
 }
 

@@ -264,6 +264,26 @@ pub async fn get_item(table: &Table, key: item::Item) -> Result<Option<item::Ite
     Ok(out.item)
 }
 
+/// The first `limit` items of one partition of the sparse index `gsi2`, in `gsi2sk` order
+/// (eventually consistent, like every index read).
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn gsi2_partition(table: &Table, partition: &str, limit: i32) -> Result<Vec<item::Item>, StoreError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name("gsi2")
+        .key_condition_expression("gsi2pk = :pk")
+        .expression_attribute_values(":pk", item::s(partition))
+        .limit(limit)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    Ok(out.items.unwrap_or_default())
+}
+
 /// The per-item reasons of a cancelled `TransactWriteItems`, in request order
 /// (`"ConditionalCheckFailed"`, `"None"`, `"TransactionConflict"`, ...), or `None` when the
 /// error is not a cancellation.
