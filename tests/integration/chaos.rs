@@ -335,15 +335,7 @@ async fn settlement_and_reconciliation_under_faults_credit_every_paid_deposit_on
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     sandbox.faults(json!({"lose_webhooks": 0})).await;
-    let revio = purse::revio::RevioClient::from_env(
-        &purse::config::Env::default()
-            .with("REVIO_BASE_URL", sandbox.base.clone())
-            .with("REVIO_ALLOW_INSECURE_HTTP", "true")
-            .with("REVIO_SECRET_ID", app.stack.get("RevioApiSecret").unwrap().reference.clone()),
-        &app.aws,
-    )
-    .await
-    .unwrap();
+    let revio = app.revio_client().await;
     let config = super::deposits::reconcile_now();
     eventually(90, "every deposit to be credited", || async {
         // Reconciliation runs under the same faults; its errors are retried by the next run.
@@ -404,4 +396,93 @@ async fn added_latency_per_request_at_the_chaos_fault_rate() {
     measure("faults on").await;
     app.faults_off().await;
     eprintln!("injected: {}", app.fault_report().await);
+}
+
+#[tokio::test]
+async fn a_chargeback_and_a_case_credit_under_faults_each_apply_exactly_once() {
+    let _exclusive = purse_tests::SandboxFaults::take().await;
+    let (app, token) = webhook_receiving_app().await;
+    let sandbox = Sandbox::new();
+    let revio = app.revio_client().await;
+    let admin = app.admin_token().await;
+    let user = app.get("/v1/me", Some(&token)).await.json["id"].as_str().unwrap().to_owned();
+    let uid = UserId::parse(&user).unwrap();
+    // Faults off: a credited deposit of 50.00, 30.00 of it spent; and a deposit we failed whose
+    // purchase the person then paid (a case for an operator).
+    let key = ulid::Ulid::new().to_string();
+    let first = deposit(&app, &token, "50.00", &key).await;
+    let (txn, purchase) =
+        (first.json["id"].as_str().unwrap().to_owned(), first.json["reference"].as_str().unwrap().to_owned());
+    sandbox.pay(&purchase).await;
+    eventually(30, "the deposit to be credited", || async {
+        (app.get(&format!("/v1/transactions/{txn}"), Some(&token)).await.json["status"] == "COMPLETED").then_some(())
+    })
+    .await;
+    let fee = NewTransaction {
+        id: TransactionId::generate(),
+        user_id: uid.clone(),
+        kind: TransactionType::GameFee,
+        amount: coins("30.00"),
+        currency: Currency::Coin,
+        debit: Side::Account(AccountId::wallet(&uid)),
+        credit: Side::System(SystemAccount::PlatformRevenue),
+        description: "fee".into(),
+        reference: None,
+    };
+    store::transfer(&app.table, &fee).await.unwrap();
+    let second = deposit(&app, &token, "20.00", &ulid::Ulid::new().to_string()).await;
+    let (late, late_purchase) =
+        (second.json["id"].as_str().unwrap().to_owned(), second.json["reference"].as_str().unwrap().to_owned());
+    store::fail(&app.table, &TransactionId::parse(&late).unwrap(), "provider_unavailable").await.unwrap();
+
+    let before = purse::retry::COUNTERS.snapshot();
+    chaos_on(&app, 6).await;
+    // The chargeback, settled by its webhook and by ten concurrent settlements besides.
+    let charged = reqwest::Client::new()
+        .post(format!("{}/_sandbox/purchases/{purchase}/chargeback", sandbox.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(charged.status().is_success());
+    let outcomes = futures::future::join_all((0..10).map(|_| async {
+        loop {
+            match purse::service::settlement::settle_purchase(&app.table, &revio, &purchase).await {
+                Ok(o) => return o,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }))
+    .await;
+    assert!(outcomes.iter().filter(|o| matches!(o, purse::service::settlement::Outcome::Reversed(_))).count() <= 1);
+    // The late payment opens a case, which ten admins credit at once.
+    sandbox.pay(&late_purchase).await;
+    let case_id = eventually(60, "the case to open", || async {
+        let r = until_answered("cases", || app.get("/v1/admin/cases", Some(&admin))).await;
+        r.json["items"].as_array().and_then(|cases| {
+            cases
+                .iter()
+                .find(|c| c["purchase_id"] == late_purchase.as_str())
+                .map(|c| c["case_id"].as_str().unwrap().to_owned())
+        })
+    })
+    .await;
+    let path = format!("/v1/admin/cases/{case_id}/resolve");
+    let body = json!({"action": "credit", "reason": "paid late, confirmed with Revio"});
+    let answers =
+        futures::future::join_all((0..10).map(|_| until_answered("resolve", || app.post(&path, &body, Some(&admin)))))
+            .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    chaos_off_and_audit(&app, "chargeback and case credit", before).await;
+    assert!(answers.iter().all(|r| r.status == 200 || r.code() == "case_already_resolved"), "{answers:?}");
+    assert!(answers.iter().filter(|r| r.status == 200).count() >= 1);
+    // 50 credited, 30 spent, 20 taken back by the chargeback (30 more owed), 20 credited by the
+    // case: the wallet holds 20.00 and owes 30.00, once each.
+    assert_eq!(app.wallet_of(&user).await.0, "20.00");
+    let account =
+        purse::store::get_item(&app.table, store::account_key(&AccountId::wallet(&uid))).await.unwrap().unwrap();
+    assert_eq!(
+        account.get("shortfall").and_then(|v| v.as_n().ok()).map(|n| n.parse::<rust_decimal::Decimal>().unwrap()),
+        Some(rust_decimal::Decimal::new(3000, 2))
+    );
 }
