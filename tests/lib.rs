@@ -132,12 +132,15 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let webhook = format!("{base}/webhooks/revio");
-        let mut app = Self::spawn_with(move |f, env| {
+        let kyc_webhook = format!("{base}/webhooks/kyc");
+        let mut app = Self::spawn_with(move |f, mut env| {
             if f.environment.contains_key("REVIO_WEBHOOK_URL") {
-                env.with("REVIO_WEBHOOK_URL", webhook.clone())
-            } else {
-                env
+                env = env.with("REVIO_WEBHOOK_URL", webhook.clone());
             }
+            if f.environment.contains_key("KYC_WEBHOOK_URL") {
+                env = env.with("KYC_WEBHOOK_URL", kyc_webhook.clone());
+            }
+            env
         })
         .await;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -461,5 +464,153 @@ where
         }
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A PAN no other test uses, with these four digits (which choose the KYC sandbox's answer:
+/// `1111` verified by webhook, `2222` rejected, `3333` verified at once, `4444` verified but
+/// only polling finds it, `5555` provider error, `6666` never decided).
+pub fn fresh_pan(digits: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut letter = || char::from(b'A' + rng.gen_range(0..26));
+    let (a, b, c, e, last) = (letter(), letter(), letter(), letter(), letter());
+    format!("{a}{b}{c}P{e}{digits}{last}")
+}
+
+/// The KYC sandbox's control API (`tools/sandbox/kyc.py`).
+#[derive(Clone)]
+pub struct KycSandbox {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Default for KycSandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KycSandbox {
+    /// The sandbox `tools/stack/with-stack.sh` started (`PURSE_KYC_URL`).
+    pub fn new() -> Self {
+        let base = std::env::var("PURSE_KYC_URL")
+            .expect("PURSE_KYC_URL is not set: run the tests with `make test` (tools/stack/with-stack.sh)");
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("KYC sandbox reachable");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "KYC sandbox {path}: {status} {v}");
+        v
+    }
+
+    /// (Re)sends a check's result webhook (`times`, `concurrent`, `status`, `reason`,
+    /// `webhook_id`, `timestamp`, `secret` overrides); returns the webhook id and the HTTP
+    /// statuses our endpoint answered.
+    pub async fn deliver(&self, request_id: &str, options: Value) -> (String, Vec<Option<u16>>) {
+        let v = self.post(&format!("/_sandbox/requests/{request_id}/deliver"), &options).await;
+        let codes = v["results"].as_array().unwrap().iter().map(|c| c.as_u64().map(|c| c as u16)).collect();
+        (v["webhook_id"].as_str().unwrap_or_default().to_owned(), codes)
+    }
+
+    /// Decides a check now, without a webhook.
+    pub async fn complete(&self, request_id: &str, status: &str) -> Value {
+        self.post(&format!("/_sandbox/requests/{request_id}/complete"), &serde_json::json!({"status": status})).await
+    }
+
+    /// Sets faults (`down`, `slow_ms`, `webhooks_paused`).
+    pub async fn faults(&self, faults: Value) {
+        self.post("/_sandbox/faults", &faults).await;
+    }
+
+    /// The webhook delivery log of one check.
+    pub async fn deliveries(&self, request_id: &str) -> Vec<Value> {
+        let r = self
+            .http
+            .get(format!("{}/_sandbox/deliveries?request_id={request_id}", self.base))
+            .send()
+            .await
+            .expect("KYC sandbox reachable");
+        let v: Value = r.json().await.expect("json");
+        v.as_array().cloned().or_else(|| v["deliveries"].as_array().cloned()).unwrap_or_default()
+    }
+}
+
+/// Exclusive use of the KYC sandbox's faults (the same lock as [`SandboxFaults`]); clears them
+/// when taken and when dropped.
+pub struct KycSandboxFaults {
+    _lock: tokio::sync::RwLockWriteGuard<'static, ()>,
+    pub sandbox: KycSandbox,
+}
+
+impl KycSandboxFaults {
+    /// Waits until no other test uses the sandboxes, then takes them.
+    pub async fn take() -> Self {
+        let lock = SANDBOX.write().await;
+        OWNS_SANDBOX.with(|o| o.set(true));
+        let sandbox = KycSandbox::new();
+        sandbox.post("/_sandbox/reset", &serde_json::json!({})).await;
+        Self { _lock: lock, sandbox }
+    }
+}
+
+impl Drop for KycSandboxFaults {
+    fn drop(&mut self) {
+        OWNS_SANDBOX.with(|o| o.set(false));
+        let Some(addr) = self.sandbox.base.strip_prefix("http://") else { return };
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let request = format!("POST /_sandbox/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+impl TestApp {
+    /// Submits KYC for a signed-in user.
+    pub async fn submit_kyc(&self, token: &str, pan: &str) -> TestResponse {
+        let body = serde_json::json!({"pan": pan, "full_name": "Ada Lovelace", "date_of_birth": "1990-01-31", "consent": true});
+        self.post("/v1/kyc", &body, Some(token)).await
+    }
+
+    /// Waits until the user's KYC status is `status`; returns `GET /v1/kyc`.
+    pub async fn kyc_becomes(&self, token: &str, status: &str, seconds: u64) -> Value {
+        eventually(seconds, &format!("KYC becomes {status}"), || async {
+            let r = self.get("/v1/kyc", Some(token)).await;
+            (r.json["status"] == status).then_some(r.json)
+        })
+        .await
+    }
+
+    /// The provider's reference of a KYC attempt.
+    pub async fn kyc_reference(&self, kyc_id: &str) -> String {
+        let id = purse::domain::ids::KycId::parse(kyc_id).unwrap();
+        purse::store::kyc::get(&self.table, &id).await.unwrap().expect("attempt recorded").provider_reference
+    }
+
+    /// Every item of the app's table (tests run on small, fresh tables).
+    pub async fn scan_all(&self) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .table
+                .client
+                .scan()
+                .table_name(&self.table.name)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
     }
 }

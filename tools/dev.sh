@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make dev`: the whole system on localhost. Starts the emulator and the Revio sandbox,
-# provisions them from template.yaml, and serves every function (HTTP routes, the Revio webhook
-# URL, SQS consumers, scheduled jobs) on http://127.0.0.1:${PURSE_PORT:-3000}. Ctrl-C stops all.
+# `make dev`: the whole system on localhost. Starts the emulator, the Revio sandbox and the KYC
+# sandbox, provisions them from template.yaml, and serves every function (HTTP routes, the Revio
+# webhook URL, SQS consumers, scheduled jobs) on http://127.0.0.1:${PURSE_PORT:-3000}. Ctrl-C
+# stops all.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,12 +10,15 @@ cd "$root"
 export PURSE_PORT="${PURSE_PORT:-3000}"
 export PURSE_EMULATOR_PORT="${PURSE_EMULATOR_PORT:-4566}"
 export PURSE_REVIO_PORT="${PURSE_REVIO_PORT:-4580}"
+export PURSE_KYC_PORT="${PURSE_KYC_PORT:-4590}"
 export AWS_ENDPOINT_URL="http://127.0.0.1:${PURSE_EMULATOR_PORT}"
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export PURSE_REVIO_URL="http://127.0.0.1:${PURSE_REVIO_PORT}"
+export PURSE_KYC_URL="http://127.0.0.1:${PURSE_KYC_PORT}"
 # The sandbox's hosted checkout sends the browser back to the dev server.
 export REVIO_SANDBOX_RETRY_BASE_MS="${REVIO_SANDBOX_RETRY_BASE_MS:-1000}"
+export KYC_SANDBOX_RETRY_BASE_MS="${KYC_SANDBOX_RETRY_BASE_MS:-1000}"
 
 echo "building the dev server (first build takes a few minutes)..."
 cargo build -p purse-devserver

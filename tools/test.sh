@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything CI checks: format, clippy, unit and integration tests (against the emulator and
-# the Revio sandbox, which this script starts and stops), and the template linters.
+# Everything CI checks: format, clippy, unit and integration tests (against the emulator, the
+# Revio sandbox and the KYC sandbox, which this script starts and stops), the sandboxes' own
+# tests, and the template linters.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -25,5 +26,8 @@ export SAM_CLI_TELEMETRY=0
 step "emulator fault injection (tools/stack/test_emulator_faults.py)"
 "$root/.venv/bin/python" -m unittest discover -s tools/stack -p 'test_*.py'
 
-step "unit and integration tests (emulator + Revio sandbox, chaos suite on fixed seeds)"
+step "provider sandboxes (tools/sandbox/test_*.py)"
+"$root/.venv/bin/python" -m unittest discover -s tools/sandbox -p 'test_*.py'
+
+step "unit and integration tests (emulator + Revio and KYC sandboxes, chaos suite on fixed seeds)"
 bash tools/stack/with-stack.sh cargo test --workspace --locked

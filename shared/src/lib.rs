@@ -13,6 +13,8 @@
 //! - [`domain`] and [`money`]: values that cannot be invalid once parsed (`Email`, `Password`,
 //!   `Amount`, ids) and the product's rules. No AWS, no HTTP.
 //! - [`ledger`]: double-entry accounts and transfers.
+//! - [`kyc`]: the KYC provider port and its Karza-style adapter; [`pii`]: encryption and keyed
+//!   hashes of personal data.
 //! - [`auth`]: argon2id password hashing, JWT access tokens, rotating refresh tokens.
 //! - [`store`]: the DynamoDB single-table layout and repositories.
 //! - [`retry`]: the one retry policy (backoff with full jitter, per-request time budget) and
@@ -26,9 +28,11 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod kyc;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
+pub mod pii;
 pub mod retry;
 pub mod revio;
 pub mod runtime;

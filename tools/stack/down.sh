@@ -37,3 +37,4 @@ stop() { # name script
 
 stop emulator emulator.py
 stop revio revio.py
+stop kyc kyc.py

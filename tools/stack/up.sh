@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Start the local stack in the background: the AWS emulator (moto + DynamoDB
-# lock, tools/stack/emulator.py) and the Revio sandbox (tools/sandbox/revio.py).
+# lock, tools/stack/emulator.py), the Revio sandbox (tools/sandbox/revio.py) and
+# the KYC (PAN verification) sandbox (tools/sandbox/kyc.py).
 #
 #   PURSE_EMULATOR_PORT  emulator port (default 4566)
 #   PURSE_REVIO_PORT     Revio sandbox port (default 4580)
+#   PURSE_KYC_PORT       KYC sandbox port (default 4590)
 #   PURSE_STACK_DIR      state dir for pids and logs (default <repo>/.stack)
 #   PURSE_EMULATOR_FAULTS  fault spec for the emulator's global scope, e.g.
 #                        conflict=0.1,throttle=0.05,seed=7 (see emulator.py); the
@@ -11,6 +13,7 @@
 #   REVIO_SANDBOX_*      passed through to the sandbox (see revio.py); the signing
 #                        key defaults to $PURSE_STACK_DIR/revio-key.pem so that
 #                        restarts keep the same public key.
+#   KYC_SANDBOX_*        passed through to the KYC sandbox (see kyc.py).
 #
 # Idempotent: if the stack this script started (per the pid files) is alive and
 # healthy on the same ports, it does nothing (a changed PURSE_EMULATOR_FAULTS is
@@ -24,6 +27,7 @@ root="$(cd "$here/../.." && pwd)"
 state="${PURSE_STACK_DIR:-$root/.stack}"
 emu_port="${PURSE_EMULATOR_PORT:-4566}"
 revio_port="${PURSE_REVIO_PORT:-4580}"
+kyc_port="${PURSE_KYC_PORT:-4590}"
 py="$root/.venv/bin/python"
 
 "$here/venv.sh"
@@ -76,11 +80,14 @@ healthy() { # url
 }
 emu_url="http://127.0.0.1:$emu_port"
 revio_url="http://127.0.0.1:$revio_port"
+kyc_url="http://127.0.0.1:$kyc_port"
 
-if alive emulator emulator.py && alive revio revio.py \
+if alive emulator emulator.py && alive revio revio.py && alive kyc kyc.py \
    && [[ "$(cat "$state/emulator.port" 2>/dev/null)" == "$emu_port" ]] \
    && [[ "$(cat "$state/revio.port" 2>/dev/null)" == "$revio_port" ]] \
-   && healthy "$emu_url/_emulator/stats" && healthy "$revio_url/_sandbox/health"; then
+   && [[ "$(cat "$state/kyc.port" 2>/dev/null)" == "$kyc_port" ]] \
+   && healthy "$emu_url/_emulator/stats" && healthy "$revio_url/_sandbox/health" \
+   && healthy "$kyc_url/_sandbox/health"; then
   exit 0
 fi
 
@@ -90,7 +97,8 @@ PURSE_STACK_DIR="$state" "$here/down.sh"
 # A port taken by someone else (another stack, a `make dev` in another checkout, ...)
 # would make our server exit at once, or worse, the health check would succeed
 # against the other server. Say so plainly instead.
-for spec in "emulator:$emu_port:PURSE_EMULATOR_PORT" "revio:$revio_port:PURSE_REVIO_PORT"; do
+for spec in "emulator:$emu_port:PURSE_EMULATOR_PORT" "revio:$revio_port:PURSE_REVIO_PORT" \
+            "KYC sandbox:$kyc_port:PURSE_KYC_PORT"; do
   IFS=: read -r name port var <<<"$spec"
   if ! why="$(port_free "$port")"; then
     echo "up.sh: cannot start the $name: port $port is in use by another process ($why)." >&2
@@ -119,6 +127,7 @@ if [[ -n "${PURSE_EMULATOR_FAULTS:-}" ]]; then
 fi
 start emulator "$emu_port" "$here/emulator.py"
 start revio "$revio_port" "$root/tools/sandbox/revio.py"
+start kyc "$kyc_port" "$root/tools/sandbox/kyc.py"
 
 fail() { # name message
   echo "up.sh: $1 $2; last lines of $state/$1.log:" >&2
@@ -127,7 +136,7 @@ fail() { # name message
   # still a fork of this script, not yet exec'd, has our command line: stop it here
   local n pid self
   self="$(proc_cmd $$)"
-  for n in emulator revio; do
+  for n in emulator revio kyc; do
     pid="$(pid_of "$n" 2>/dev/null)" || continue
     if [[ -n "$pid" ]] && running "$pid" && [[ "$(proc_cmd "$pid")" == "$self" ]]; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -150,8 +159,8 @@ exited() { # name: fail, with the exit status of our child when it is gone
 # beside us) start-up has been seen to take well over 10 s.
 timeout_s=60
 deadline=$((SECONDS + timeout_s))
-emu_ok=0 revio_ok=0
-while (( emu_ok == 0 || revio_ok == 0 )); do
+emu_ok=0 revio_ok=0 kyc_ok=0
+while (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 )); do
   if (( emu_ok == 0 )); then
     running "$(pid_of emulator)" || exited emulator
     healthy "$emu_url/_emulator/stats" && emu_ok=1
@@ -160,13 +169,22 @@ while (( emu_ok == 0 || revio_ok == 0 )); do
     running "$(pid_of revio)" || exited revio
     healthy "$revio_url/_sandbox/health" && revio_ok=1
   fi
-  if (( emu_ok == 0 || revio_ok == 0 )); then
-    (( SECONDS < deadline )) || { (( emu_ok )) || fail emulator "did not answer within $timeout_s s"; fail revio "did not answer within $timeout_s s"; }
+  if (( kyc_ok == 0 )); then
+    running "$(pid_of kyc)" || exited kyc
+    healthy "$kyc_url/_sandbox/health" && kyc_ok=1
+  fi
+  if (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 )); then
+    if (( SECONDS >= deadline )); then
+      (( emu_ok )) || fail emulator "did not answer within $timeout_s s"
+      (( revio_ok )) || fail revio "did not answer within $timeout_s s"
+      fail kyc "did not answer within $timeout_s s"
+    fi
     sleep 0.2
   fi
 done
-# Both answered; make sure the answers came from our processes (not a server that
+# All answered; make sure the answers came from our processes (not a server that
 # grabbed the port meanwhile while ours died).
 alive emulator emulator.py || exited emulator
 alive revio revio.py || exited revio
-echo "up.sh: emulator $emu_url, revio sandbox $revio_url (state in $state)" >&2
+alive kyc kyc.py || exited kyc
+echo "up.sh: emulator $emu_url, revio sandbox $revio_url, kyc sandbox $kyc_url (state in $state)" >&2

@@ -1,18 +1,24 @@
 //! Scheduled reconciliation: settles PENDING deposits whose webhook never arrived by asking
 //! Revio, expires deposits left unpaid, fails deposits that never reached Revio, and covers
 //! restricted wallets' shortfalls — within a time budget, resuming where the last run stopped.
+//! It also relays the referral outbox: reward events recorded but not yet processed.
 
 use purse::config::InitError;
 use purse::revio::RevioClient;
 use purse::runtime::{InitContext, ScheduledFunction};
+use purse::service::referrals::RewardsRelay;
 use purse::service::settlement;
 use purse::store::Table;
+
+/// Referral events relayed per run (each is one SQS send; the rest wait for the next run).
+const RELAY_BATCH: i32 = 200;
 
 /// The `schedule_reconcile_deposits` Lambda function.
 pub struct Function {
     table: Table,
     revio: RevioClient,
     config: settlement::ReconcileConfig,
+    relay: RewardsRelay,
 }
 
 impl ScheduledFunction for Function {
@@ -26,6 +32,7 @@ impl ScheduledFunction for Function {
                 expire_after_seconds: ctx.env.require_parsed("DEPOSIT_EXPIRE_AFTER_SECONDS")?,
                 budget: std::time::Duration::from_secs(ctx.env.require_parsed("RECONCILE_BUDGET_SECONDS")?),
             },
+            relay: RewardsRelay::from_env(&ctx.env, &ctx.aws)?,
         })
     }
 
@@ -33,6 +40,10 @@ impl ScheduledFunction for Function {
         let report = settlement::reconcile_pending_deposits(&self.table, &self.revio, self.config)
             .await
             .map_err(|e| e.to_string())?;
-        serde_json::to_value(report).map_err(|e| e.to_string())
+        let mut summary = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        // The referral outbox: reward events whose immediate announcement may have been lost.
+        let relayed = self.relay.relay_due(&self.table, RELAY_BATCH).await.map_err(|e| e.to_string())?;
+        summary["referral_events_relayed"] = relayed.into();
+        Ok(summary)
     }
 }

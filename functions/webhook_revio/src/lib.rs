@@ -22,8 +22,7 @@ impl HttpFunction for Function {
     }
 
     async fn handle(&self, _ctx: &RequestCtx, req: Request) -> Result<Response<Body>, ApiError> {
-        let signature = http::header(&req, "x-signature");
-        let receipt: Receipt = self.webhooks.receive(http::body_bytes(&req), signature).await?;
+        let receipt: Receipt = self.webhooks.receive(req.headers(), http::body_bytes(&req)).await?;
         http::json(StatusCode::OK, &receipt)
     }
 }

@@ -90,6 +90,10 @@ prefixed_id!(
     /// A sign-in session: one family of rotating refresh tokens.
     SessionId, "ses_"
 );
+prefixed_id!(
+    /// One KYC verification attempt (`client_ref` at the provider).
+    KycId, "kyc_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,4 +3,5 @@
 //! Nothing here knows about DynamoDB, SQS or HTTP.
 
 pub mod ids;
+pub mod kyc;
 pub mod user;

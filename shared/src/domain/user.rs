@@ -52,6 +52,13 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address as shown to someone else (a referrer): `a***@example.com`.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let first: String = local.chars().take(1).collect();
+        format!("{first}***@{domain}")
+    }
 }
 
 impl fmt::Display for Email {
@@ -240,6 +247,11 @@ mod tests {
 
     fn email() -> Email {
         Email::parse("ada@example.com").unwrap()
+    }
+
+    #[test]
+    fn a_masked_email_shows_the_first_letter_and_the_domain() {
+        assert_eq!(Email::parse("Ada.Lovelace@Example.com").unwrap().masked(), "a***@example.com");
     }
 
     #[test]

@@ -503,6 +503,32 @@ pub async fn transfer_with(
     new: &NewTransaction,
     extra: Vec<TransactWriteItem>,
 ) -> Result<Transaction, LedgerError> {
+    transfer_counted(table, new, extra, None).await
+}
+
+/// A count and a running sum kept on the credited wallet by the movements of one kind (for
+/// example the referral rewards a referrer has earned), with a cap on the count checked in the
+/// same write as the credit: no extra item, so the movement stays within its write budget.
+#[derive(Debug, Clone)]
+pub struct CreditCounter {
+    /// Attribute holding how many movements were counted.
+    pub count_attribute: &'static str,
+    /// Attribute holding the sum of their amounts.
+    pub sum_attribute: &'static str,
+    /// The credit is refused ([`LedgerError::LimitExceeded`]) once the count has reached this.
+    pub limit: u32,
+}
+
+/// [`transfer_with`], also counting the movement on the credited wallet under `counter`'s cap.
+///
+/// # Errors
+/// As [`transfer_with`], and [`LedgerError::LimitExceeded`] when the cap is reached.
+pub async fn transfer_counted(
+    table: &Table,
+    new: &NewTransaction,
+    extra: Vec<TransactWriteItem>,
+    counter: Option<&CreditCounter>,
+) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
     let debit = new.debit.resolve();
     let credit = new.credit.resolve();
@@ -512,12 +538,14 @@ pub async fn transfer_with(
     let mut item = transaction_item(&resolved, TransactionStatus::Completed, false, &now);
     item.insert("completed_at".into(), s(&now));
     let tx = transaction_from_item(&item)?;
-    let mut items = vec![
-        put_new(table, item)?,
-        leg(table, &debit, true, new.amount, new.currency, &now)?,
-        leg(table, &credit, false, new.amount, new.currency, &now)?,
-    ];
-    let mut meaning = vec![LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::AccountMissing];
+    let credit_leg = match (counter, credit.wallet_owner()) {
+        (Some(c), Some(owner)) => counted_credit(table, &owner, new.amount, new.currency, c, &now)?,
+        (Some(_), None) => return Err(StoreError::Corrupt("a counted credit must go to a wallet".into()).into()),
+        (None, _) => leg(table, &credit, false, new.amount, new.currency, &now)?,
+    };
+    let mut items = vec![put_new(table, item)?, leg(table, &debit, true, new.amount, new.currency, &now)?, credit_leg];
+    let credit_refusal = if counter.is_some() { LedgerError::LimitExceeded } else { LedgerError::AccountMissing };
+    let mut meaning = vec![LedgerError::Duplicate, LedgerError::InsufficientFunds, credit_refusal];
     meaning.extend(extra.iter().map(|_| LedgerError::ConditionFailed));
     items.extend(extra);
     match transact(table, items).await {
@@ -530,6 +558,36 @@ pub async fn transfer_with(
             }
         }
     }
+}
+
+/// The credit of a wallet that also counts the movement under `counter`'s cap.
+fn counted_credit(
+    table: &Table,
+    owner: &UserId,
+    amount: Amount,
+    currency: Currency,
+    counter: &CreditCounter,
+    now: &str,
+) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(account_key(&AccountId::wallet(owner))))
+        .update_expression(
+            "SET balance = balance + :a, available = available + :a, updated_at = :now ADD #count :one, #sum :a",
+        )
+        .condition_expression(
+            "attribute_exists(pk) AND currency = :cur AND (attribute_not_exists(#count) OR #count < :limit)",
+        )
+        .expression_attribute_names("#count", counter.count_attribute)
+        .expression_attribute_names("#sum", counter.sum_attribute)
+        .expression_attribute_values(":a", n(amount.value()))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":limit", n(counter.limit))
+        .expression_attribute_values(":now", s(now))
+        .expression_attribute_values(":cur", s(currency.code()))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// The outcome of settling a PENDING movement.
@@ -550,6 +608,20 @@ pub struct Settled {
 /// [`LedgerError::AlreadyFinal`] for a FAILED movement, [`LedgerError::NotFound`],
 /// [`LedgerError::InsufficientFunds`] (unheld wallet debit).
 pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerError> {
+    post_with(table, id, |_| Vec::new()).await
+}
+
+/// [`post`], writing the items `extra` builds from the PENDING movement in the same
+/// transaction (an outbox record of what the posting means elsewhere, such as a referral's
+/// first deposit). They are written only when this call posts; their conditions must not fail.
+///
+/// # Errors
+/// As [`post`].
+pub async fn post_with(
+    table: &Table,
+    id: &TransactionId,
+    extra: impl FnOnce(&Transaction) -> Vec<TransactWriteItem>,
+) -> Result<Settled, LedgerError> {
     let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
     match tx.status {
         TransactionStatus::Completed => return Ok(Settled { transaction: tx, changed: false }),
@@ -580,11 +652,12 @@ pub async fn post(table: &Table, id: &TransactionId) -> Result<Settled, LedgerEr
     } else {
         leg(table, &debit, true, tx.amount, tx.currency, &now)?
     };
-    let items = vec![
+    let mut items = vec![
         TransactWriteItem::builder().update(mark).build(),
         debit_leg,
         leg(table, &credit, false, tx.amount, tx.currency, &now)?,
     ];
+    items.extend(extra(&tx));
     match transact(table, items).await {
         Ok(()) => {
             let mut done = tx;

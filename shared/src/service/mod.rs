@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod cases;
 pub mod deposits;
 pub mod history;
+pub mod kyc;
+pub mod referrals;
 pub mod settlement;
 pub mod views;
 pub mod webhooks;

@@ -12,6 +12,8 @@ use crate::ledger::store::{self as ledger, LedgerError};
 use crate::ledger::{Transaction, TransactionStatus, TransactionType};
 use crate::revio::{PurchaseStatus, RevioClient, RevioError};
 use crate::service::cases::{self, CaseKind, NewCase};
+use crate::service::referrals::RewardsRelay;
+use crate::store::referrals;
 use crate::store::{StoreError, Table};
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -79,6 +81,23 @@ impl Outcome {
     }
 }
 
+/// Posts a PENDING deposit; when it is its user's first deposit and the user was referred, the
+/// referral's outbox marker is written in the same transaction as the credit
+/// ([`referrals::first_deposit_marker`]). Returns whether the marker was written.
+async fn credit_deposit(table: &Table, tx: &Transaction) -> Result<(ledger::Settled, bool), LedgerError> {
+    let mut marker = None;
+    if tx.status == TransactionStatus::Pending {
+        if let Some(r) = referrals::get(table, &tx.user_id).await? {
+            if r.status == "PENDING" && r.first_deposit_txn.is_none() {
+                marker = Some(referrals::first_deposit_marker(table, &tx.user_id, &tx.id)?);
+            }
+        }
+    }
+    let referred = marker.is_some();
+    let settled = ledger::post_with(table, &tx.id, move |_| marker.into_iter().collect()).await?;
+    Ok((settled, referred))
+}
+
 /// A failure worth retrying later (Revio or DynamoDB unavailable, write conflicts).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -99,6 +118,20 @@ fn later(e: impl std::fmt::Display) -> RetryLater {
 /// # Errors
 /// [`RetryLater`] when Revio or storage failed; calling again is safe.
 pub async fn settle_purchase(table: &Table, revio: &RevioClient, purchase_id: &str) -> Result<Outcome, RetryLater> {
+    settle_purchase_with(table, revio, None, purchase_id).await
+}
+
+/// [`settle_purchase`], announcing on `relay` a credit that was a referred user's first deposit
+/// (the announcement is also recorded, in the credit's own write, for the scheduled relay).
+///
+/// # Errors
+/// As [`settle_purchase`].
+pub async fn settle_purchase_with(
+    table: &Table,
+    revio: &RevioClient,
+    relay: Option<&RewardsRelay>,
+    purchase_id: &str,
+) -> Result<Outcome, RetryLater> {
     let purchase = match revio.get_purchase(purchase_id).await {
         Ok(p) => p,
         Err(RevioError::NotFound) => return Ok(Outcome::UnknownPurchase),
@@ -157,9 +190,12 @@ pub async fn settle_purchase(table: &Table, revio: &RevioClient, purchase_id: &s
         return Ok(Outcome::AmountMismatch(id));
     }
     match purchase.status {
-        PurchaseStatus::Paid => match ledger::post(table, &id).await {
-            Ok(s) if s.changed => {
+        PurchaseStatus::Paid => match credit_deposit(table, &tx).await {
+            Ok((s, referred)) if s.changed => {
                 tracing::info!(transaction_id = %id, purchase_id = %purchase.id, "deposit credited");
+                if let (true, Some(relay)) = (referred, relay) {
+                    relay.notify(&tx.user_id).await;
+                }
                 Ok(Outcome::Credited(id))
             }
             Ok(_) => Ok(Outcome::AlreadyCredited(id)),

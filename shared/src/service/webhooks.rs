@@ -1,7 +1,7 @@
-//! The Revio webhook pipeline.
+//! The webhook pipeline, one for every provider, and Revio's half of it.
 //!
-//! Receiving ([`RevioWebhooks::receive`], the Function URL): cap the body, verify the RSA
-//! signature over the raw bytes, log the delivery whatever happens (hash and size, never the
+//! Receiving ([`WebhookPipeline::receive`], a Function URL per provider): cap the body, verify
+//! the signature (Revio: RSA over the raw bytes; KYC: Standard Webhooks, [`crate::service::kyc`]), log the delivery whatever happens (hash and size, never the
 //! body), de-duplicate by event, and hand the event to SQS before answering 200. Anything
 //! refused is answered with a 4xx and stays in the log — for 7 days and indexed nowhere when the
 //! signature did not verify, so forgeries can neither be linked to a transaction nor crowd its
@@ -16,6 +16,7 @@ use crate::config::{Env, InitError};
 use crate::error::ApiError;
 use crate::revio::{RevioClient, WebhookVerifier};
 use crate::runtime::MessageError;
+use crate::service::referrals::RewardsRelay;
 use crate::service::settlement::{self, Outcome};
 use crate::store::webhooks::{self as log, Delivery, EventClaim, Verification};
 use crate::store::Table;
@@ -51,17 +52,87 @@ pub struct QueuedEvent {
     pub event_type: String,
 }
 
-/// The receiving half, built once per cold start.
-pub struct RevioWebhooks {
-    table: Table,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    verifier: WebhookVerifier,
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// What the receiving pipeline needs from one provider: how its deliveries are signed and what
+/// a verified delivery means. The pipeline itself (cap, verify, log, de-duplicate, queue) is
+/// [`WebhookPipeline`], the same for every provider.
+pub trait WebhookSource: Send + Sync {
+    /// The provider's name in the log and in de-duplication keys.
+    const PROVIDER: &'static str;
+
+    /// What the body claims, for the log only (trusted only once verified): event type, the
+    /// provider's id, and our reference.
+    fn claims(&self, body: &[u8]) -> Claims;
+
+    /// Checks the delivery's signature.
+    ///
+    /// # Errors
+    /// How it failed and a short detail for the log (never the signature itself).
+    fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), (Verification, &'static str)>;
+
+    /// The event of a verified delivery: its de-duplication key and the queue message
+    /// (identifiers only, never the body), or `None` when the body is not an event of ours.
+    fn event(&self, headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)>;
+}
+
+/// What a delivery's body claims, before anything is trusted.
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub event_type: Option<String>,
+    pub provider_reference: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// Revio's deliveries: RSA over the raw body in `X-Signature`; events keyed by purchase and type.
+pub struct RevioSource {
+    verifier: WebhookVerifier,
+}
+
+impl WebhookSource for RevioSource {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn claims(&self, body: &[u8]) -> Claims {
+        let claimed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+        Claims {
+            event_type: claimed["event_type"].as_str().map(str::to_owned),
+            provider_reference: claimed["id"].as_str().map(str::to_owned),
+            reference: claimed["reference"].as_str().map(str::to_owned),
+        }
+    }
+
+    fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), (Verification, &'static str)> {
+        match headers.get("x-signature").and_then(|v| v.to_str().ok()) {
+            None => Err((Verification::Missing, "no X-Signature")),
+            Some(sig) if self.verifier.verify(body, sig) => Ok(()),
+            Some(_) => Err((Verification::Invalid, "signature does not verify")),
+        }
+    }
+
+    fn event(&self, _headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)> {
+        let event: RevioEvent =
+            serde_json::from_slice(body).ok().filter(|e: &RevioEvent| !e.id.is_empty() && !e.event_type.is_empty())?;
+        let message = QueuedEvent {
+            delivery_id: delivery_id.to_owned(),
+            purchase_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+        };
+        Some((format!("{}#{}", event.id, event.event_type), serde_json::to_string(&message).ok()?))
+    }
+}
+
+/// The receiving half of a provider's webhooks, built once per cold start.
+pub struct WebhookPipeline<S> {
+    table: Table,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    source: S,
+}
+
+/// Revio's receiving pipeline.
+pub type RevioWebhooks = WebhookPipeline<RevioSource>;
 
 impl RevioWebhooks {
     /// Reads `PURSE_TABLE`, `REVIO_EVENTS_QUEUE_URL`, and Revio's public key once: pinned by
@@ -82,18 +153,25 @@ impl RevioWebhooks {
 
     /// The pipeline over these parts.
     pub fn new(table: Table, sqs: aws_sdk_sqs::Client, queue_url: String, verifier: WebhookVerifier) -> Self {
-        Self { table, sqs, queue_url, verifier }
+        WebhookPipeline::with_source(table, sqs, queue_url, RevioSource { verifier })
+    }
+}
+
+impl<S: WebhookSource> WebhookPipeline<S> {
+    /// The pipeline for `source`, queueing to `queue_url`.
+    pub fn with_source(table: Table, sqs: aws_sdk_sqs::Client, queue_url: String, source: S) -> Self {
+        Self { table, sqs, queue_url, source }
     }
 
-    /// Handles one delivery.
+    /// Handles one delivery: cap, verify, log (always), de-duplicate, queue.
     ///
     /// # Errors
     /// 413 `payload_too_large`, 401 `invalid_signature`, 400 `malformed_event` (all logged), or a
-    /// 5xx when the event could not be queued — Revio then retries.
-    pub async fn receive(&self, body: &[u8], signature: Option<&str>) -> Result<Receipt, ApiError> {
+    /// 5xx when the event could not be queued — the provider then retries.
+    pub async fn receive(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<Receipt, ApiError> {
         let mut delivery = Delivery {
             id: Delivery::new_id(),
-            provider: PROVIDER,
+            provider: S::PROVIDER,
             body_sha256: sha256_hex(body),
             body_size: body.len(),
             verification: Verification::NotChecked,
@@ -106,67 +184,55 @@ impl RevioWebhooks {
         if body.len() > MAX_WEBHOOK_BODY_BYTES {
             delivery.outcome = "TOO_LARGE".into();
             log::record(&self.table, &delivery).await?;
-            tracing::warn!(delivery_id = %delivery.id, size = body.len(), "webhook refused: body too large");
+            tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, size = body.len(), "webhook refused: body too large");
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook body too large"));
         }
         // What the body claims, for the log only. Nothing is trusted before verification: an
         // unverified claim is kept (truncated) but links the delivery to no transaction.
-        let claimed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-        delivery.event_type = claimed["event_type"].as_str().map(str::to_owned);
-        delivery.provider_reference = claimed["id"].as_str().map(str::to_owned);
-        delivery.reference = claimed["reference"].as_str().map(str::to_owned);
+        let claims = self.source.claims(body);
+        delivery.event_type = claims.event_type;
+        delivery.provider_reference = claims.provider_reference;
+        delivery.reference = claims.reference;
 
-        delivery.verification = match signature {
-            None => Verification::Missing,
-            Some(sig) if self.verifier.verify(body, sig) => Verification::Valid,
-            Some(_) => Verification::Invalid,
-        };
-        if delivery.verification != Verification::Valid {
+        if let Err((verification, detail)) = self.source.verify(headers, body) {
+            delivery.verification = verification;
             delivery.outcome = "REJECTED_SIGNATURE".into();
+            delivery.detail = Some(detail.to_owned());
             log::record(&self.table, &delivery).await?;
-            tracing::warn!(delivery_id = %delivery.id, verification = ?delivery.verification, "webhook refused: signature");
+            tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, verification = ?delivery.verification, detail, "webhook refused: signature");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",
-                "the webhook signature is missing or invalid",
+                "the webhook signature is missing, invalid or outside its time window",
             ));
         }
-        let event: RevioEvent = match serde_json::from_slice(body) {
-            Ok(e @ RevioEvent { .. }) if !e.id.is_empty() && !e.event_type.is_empty() => e,
-            _ => {
-                delivery.outcome = "MALFORMED".into();
-                log::record(&self.table, &delivery).await?;
-                tracing::warn!(delivery_id = %delivery.id, "webhook refused: malformed event");
-                return Err(ApiError::bad_request("malformed_event", "the webhook body is not a Revio purchase event"));
-            }
+        delivery.verification = Verification::Valid;
+        let Some((event_key, message)) = self.source.event(headers, body, &delivery.id) else {
+            delivery.outcome = "MALFORMED".into();
+            log::record(&self.table, &delivery).await?;
+            tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, "webhook refused: malformed event");
+            return Err(ApiError::bad_request("malformed_event", "the webhook body is not an event we know"));
         };
 
-        let event_key = format!("{}#{}", event.id, event.event_type);
-        let claim = log::claim_event(&self.table, PROVIDER, &event_key, &delivery.id).await?;
+        let claim = log::claim_event(&self.table, S::PROVIDER, &event_key, &delivery.id).await?;
         if claim == EventClaim::AlreadyQueued {
             delivery.outcome = "DUPLICATE".into();
             log::record(&self.table, &delivery).await?;
-            tracing::info!(delivery_id = %delivery.id, purchase_id = %event.id, "duplicate webhook acknowledged");
+            tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, "duplicate webhook acknowledged");
             return Ok(Receipt { received: true, delivery_id: delivery.id, duplicate: true });
         }
         delivery.outcome = "QUEUED".into();
         log::record(&self.table, &delivery).await?;
-        let message = QueuedEvent {
-            delivery_id: delivery.id.clone(),
-            purchase_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-        };
-        let body = serde_json::to_string(&message).map_err(ApiError::internal)?;
-        if let Err(e) = self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await {
-            // Not queued: Revio retries the delivery (any answer but 2xx), and the event claim,
-            // never marked QUEUED, lets that retry queue it. A 503, not a 500: nothing is wrong
-            // with the delivery, SQS was briefly unavailable.
+        if let Err(e) = self.sqs.send_message().queue_url(&self.queue_url).message_body(message).send().await {
+            // Not queued: the provider retries the delivery (any answer but 2xx), and the event
+            // claim, never marked QUEUED, lets that retry queue it. A 503, not a 500: nothing is
+            // wrong with the delivery, SQS was briefly unavailable.
             let cause = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
             log::set_outcome(&self.table, &delivery.id, "QUEUE_FAILED", Some(&cause), None).await?;
             return Err(ApiError::temporarily_unavailable(format!("could not queue webhook event: {cause}")));
         }
-        log::mark_event_queued(&self.table, PROVIDER, &event_key).await?;
-        tracing::info!(delivery_id = %delivery.id, purchase_id = %event.id, event_type = %event.event_type, "webhook queued");
+        log::mark_event_queued(&self.table, S::PROVIDER, &event_key).await?;
+        tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, event_type = ?delivery.event_type, "webhook queued");
         Ok(Receipt { received: true, delivery_id: delivery.id, duplicate: claim == EventClaim::SeenNotQueued })
     }
 }
@@ -175,15 +241,21 @@ impl RevioWebhooks {
 pub struct RevioEventProcessor {
     table: Table,
     revio: RevioClient,
+    relay: Option<RewardsRelay>,
 }
 
 impl RevioEventProcessor {
-    /// Reads `PURSE_TABLE` and the Revio client settings.
+    /// Reads `PURSE_TABLE`, the Revio client settings, and optional `REWARDS_QUEUE_URL` (where a
+    /// referred user's first deposit is announced at once; the scheduled relay covers it too).
     ///
     /// # Errors
     /// [`InitError`] naming what is missing.
     pub async fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        Ok(Self { table: Table::from_env(env, aws)?, revio: RevioClient::from_env(env, aws).await? })
+        Ok(Self {
+            table: Table::from_env(env, aws)?,
+            revio: RevioClient::from_env(env, aws).await?,
+            relay: RewardsRelay::from_env_optional(env, aws),
+        })
     }
 
     /// Applies one queued event.
@@ -196,7 +268,8 @@ impl RevioEventProcessor {
         let event: QueuedEvent =
             serde_json::from_str(body).map_err(|e| MessageError(format!("unreadable message: {e}")))?;
         let store = |e: crate::store::StoreError| MessageError(e.to_string());
-        match settlement::settle_purchase(&self.table, &self.revio, &event.purchase_id).await {
+        match settlement::settle_purchase_with(&self.table, &self.revio, self.relay.as_ref(), &event.purchase_id).await
+        {
             Ok(outcome) => {
                 log::set_outcome(&self.table, &event.delivery_id, outcome.name(), None, outcome.transaction_id())
                     .await

@@ -20,16 +20,23 @@
 //! | `IDEMPOTENCY#<scope>#<sha256(key)>` | `IDEMPOTENCY` | an Idempotency-Key claim and its stored answer |
 //! | `WEBHOOK#<delivery_id>` | `WEBHOOK`   | one received webhook delivery (see [`webhooks`])  |
 //! | `WHEVENT#<provider>#<event>` | `WHEVENT` | de-duplication of a provider event          |
+//! | `KYC#<kyc_id>`          | `KYC`       | one KYC attempt, PAN encrypted ([`kyc`])           |
+//! | `PANCLAIM#<hmac(pan)>`  | `PANCLAIM`  | the one account a PAN belongs to ([`kyc`])         |
 //!
 //! Index `gsi1` lists a user's movements (`USER#<id>#TXN`, newest by `gsi1sk`) and a movement's
 //! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: PENDING movements carry
 //! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation; open cases `CASES#OPEN`; wallets
-//! restricted by a reversal shortfall `RESTRICTED#WALLETS`.
+//! restricted by a reversal shortfall `RESTRICTED#WALLETS`; KYC attempts awaiting a person
+//! `KYC#REVIEW`; referrals with an unprocessed reward event `REFERRALS#DUE` ([`referrals`]).
+//! `gsi1` also lists a user's KYC attempts (`USER#<id>#KYC`) and a referrer's referrals
+//! (`REFERRER#<id>`).
 //!
 //! Items that expire carry `expires_at` (epoch seconds), the table's TTL attribute; code that
 //! depends on expiry also checks it itself, since TTL deletion is lazy.
 
 pub mod item;
+pub mod kyc;
+pub mod referrals;
 pub mod sessions;
 pub mod users;
 pub mod webhooks;

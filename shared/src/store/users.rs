@@ -115,6 +115,7 @@ pub async fn create(table: &Table, new: &NewUser) -> Result<User, CreateUserErro
         referral.insert("referrer_user_id".into(), s(referrer.as_str()));
         referral.insert("referee_user_id".into(), s(new.id.as_str()));
         referral.insert("status".into(), s("PENDING"));
+        referral.insert("referee_email_masked".into(), s(new.email.masked()));
         referral.insert("created_at".into(), s(&now));
         referral.insert("gsi1pk".into(), s(format!("REFERRER#{referrer}")));
         referral.insert("gsi1sk".into(), s(&now));

@@ -9,7 +9,15 @@
 //! purse-admin resolve-case <case-id> <credit|refund> <reason...>
 //!                                         close a case: credit the user or refund at Revio
 //! purse-admin jwt-rotate <secret-id>      add a signing key and make it active
+//! purse-admin kyc-reviews [limit]         KYC attempts awaiting a person, oldest first, as JSON
+//! purse-admin kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...>
+//!                                         decide a PENDING KYC attempt, recorded with that admin's id
+//! purse-admin pay-reward <referee-user-id> pay a referral reward now if it is owed (exactly once)
+//! purse-admin new-pii-keys                print a fresh value for the PII keys secret
 //! ```
+//!
+//! `pay-reward` reads `REFERRAL_REWARD_AMOUNT` and `REFERRAL_MAX_REWARDS` (defaults 50.00 and 25,
+//! the template's).
 //!
 //! `reconcile` and `resolve-case` also read the Revio configuration (`REVIO_BASE_URL`,
 //! `REVIO_SECRET_ID`). A case resolved here records `operator:<$USER>` (or `operator:cli`) as
@@ -22,7 +30,9 @@ use purse::store::Table;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | cases [limit] \
-                     | resolve-case <case-id> <credit|refund> <reason...> | jwt-rotate <secret-id>";
+                     | resolve-case <case-id> <credit|refund> <reason...> | jwt-rotate <secret-id> \
+                     | kyc-reviews [limit] | kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...> \
+                     | pay-reward <referee-user-id> | new-pii-keys";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -122,6 +132,51 @@ async fn run(args: &[String]) -> Result<(), String> {
             }
         }
         ["jwt-rotate", secret_id] => rotate(&aws, secret_id).await,
+        ["kyc-reviews", rest @ ..] if rest.len() <= 1 => {
+            let limit: i32 = rest.first().map(|l| l.parse().map_err(|_| USAGE.to_owned())).transpose()?.unwrap_or(100);
+            let items =
+                purse::service::kyc::reviews(&table()?, limit.clamp(1, 1000)).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "reviews": items })).unwrap_or_default());
+            Ok(())
+        }
+        ["kyc-resolve", id, decision, admin, reason @ ..] if !reason.is_empty() => {
+            let table = table()?;
+            let email = Email::parse(admin).map_err(|e| e.to_string())?;
+            let creds = purse::store::users::credentials_by_email(&table, &email)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no account with e-mail {email}"))?;
+            if !creds.user.roles.contains(&Role::Admin) {
+                return Err(format!("{email} is not an admin (purse-admin grant-admin {email})"));
+            }
+            let relay = purse::service::referrals::RewardsRelay::from_env_optional(&env, &aws);
+            let input =
+                purse::service::kyc::ResolveInput { decision: (*decision).to_owned(), reason: reason.join(" ") };
+            let view = purse::service::kyc::resolve(&table, relay.as_ref(), &creds.user.id, id, input)
+                .await
+                .map_err(|e| format!("{}: {}", e.code, e.message))?;
+            println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
+            Ok(())
+        }
+        ["pay-reward", referee] => {
+            let referee = purse::domain::ids::UserId::parse(referee).map_err(|_| "not a user id".to_owned())?;
+            let rules_env = env
+                .clone()
+                .with(
+                    "REFERRAL_REWARD_AMOUNT",
+                    env.optional("REFERRAL_REWARD_AMOUNT").unwrap_or_else(|| "50.00".into()),
+                )
+                .with("REFERRAL_MAX_REWARDS", env.optional("REFERRAL_MAX_REWARDS").unwrap_or_else(|| "25".into()));
+            let rules = purse::service::referrals::RewardRules::from_env(&rules_env).map_err(|e| e.to_string())?;
+            let outcome =
+                purse::service::referrals::pay_reward(&table()?, &rules, &referee).await.map_err(|e| e.to_string())?;
+            println!("{outcome:?}");
+            Ok(())
+        }
+        ["new-pii-keys"] => {
+            println!("{}", purse::pii::PiiKeys::random_json("k1"));
+            Ok(())
+        }
         _ => Err(USAGE.to_owned()),
     }
 }

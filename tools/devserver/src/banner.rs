@@ -86,6 +86,19 @@ pub fn banner(base_url: &str, emulator: &str, prefix: &str, summary: &Summary) -
         "  curl -s -X POST $B/v1/deposits {json} -H \"Authorization: Bearer $TOKEN\" -H \"Idempotency-Key: $(date +%s%N)\" -d '{{\"amount\":\"25.00\"}}'"
     );
     let _ = writeln!(out, "  curl -s $B/v1/transactions -H \"Authorization: Bearer $TOKEN\"");
+    let _ = writeln!(
+        out,
+        "\nVerify your identity (the KYC sandbox verifies a PAN with digits 1111 by webhook a second later):"
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s -X POST $B/v1/kyc {json} -H \"Authorization: Bearer $TOKEN\" -d '{{\"pan\":\"ABCPV1111Q\",\"full_name\":\"Ada Lovelace\",\"date_of_birth\":\"1990-01-31\",\"consent\":true}}'"
+    );
+    let _ = writeln!(out, "  curl -s $B/v1/kyc -H \"Authorization: Bearer $TOKEN\"        # PENDING, then VERIFIED");
+    let _ = writeln!(
+        out,
+        "  curl -s $B/v1/referrals -H \"Authorization: Bearer $TOKEN\"  # your code, share link, referees, rewards"
+    );
     let _ = writeln!(out, "\nCtrl-C to stop.");
     out
 }

@@ -57,6 +57,13 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     // The Revio sandbox speaks plain http on localhost. Only a local stack may allow that; the
     // template's default (and so every deployed stage) requires https.
     params.insert("RevioAllowInsecureHttp".into(), "true".into());
+    if let Ok(kyc) = std::env::var("PURSE_KYC_URL") {
+        params.insert("KycBaseUrl".into(), kyc);
+    }
+    params.insert("KycAllowInsecureHttp".into(), "true".into());
+    // Locally a missing KYC result is looked for after 2 s, 4 s, 8 s, then handed to a person.
+    params.insert("KycFollowUpAfterSeconds".into(), "2".into());
+    params.insert("KycMaxPolls".into(), "3".into());
     // Function URLs: what `!GetAtt <Fn>Url.FunctionUrl` yields locally.
     for f in template.functions().unwrap_or_default() {
         if let Some(path) = &f.url_path {
@@ -80,9 +87,20 @@ pub fn local_secret_value(logical_id: &str) -> Option<String> {
             })
             .to_string(),
         ),
+        "KycApiSecret" => Some(
+            serde_json::json!({
+                "api_key": std::env::var("KYC_SANDBOX_API_KEY").unwrap_or_else(|_| "sandbox-kyc-key".into()),
+                "webhook_secrets": [std::env::var("KYC_SANDBOX_WEBHOOK_SECRET").unwrap_or_else(|_| KYC_SANDBOX_WEBHOOK_SECRET.into())],
+            })
+            .to_string(),
+        ),
+        "PiiKeysSecret" => Some(purse::pii::PiiKeys::random_json("local-1")),
         _ => None,
     }
 }
+
+/// The KYC sandbox's default Standard Webhooks signing secret (`tools/sandbox/kyc.py`).
+pub const KYC_SANDBOX_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC1reWMtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
 
 fn key_schema(keys: &[crate::template::KeyElement]) -> Result<Vec<KeySchemaElement>, ProvisionError> {
     keys.iter()

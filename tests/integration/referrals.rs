@@ -1,0 +1,357 @@
+//! Referral rewards: paid to the referrer exactly once when the referee's first deposit has
+//! completed and the referee's KYC has verified, in either order; never for a self-referral
+//! through a second account; within the cap; and `GET /v1/referrals` shows it all.
+
+use purse::domain::ids::UserId;
+use purse::money::{Amount, Currency};
+use purse::service::referrals::{self, RewardOutcome, RewardRules};
+use purse_tests::{eventually, fresh_pan, Sandbox, TestApp};
+use serde_json::{json, Value};
+
+/// Signs up a user with `code` and signs them in: (user id, access token, e-mail).
+async fn referred_user(app: &TestApp, code: &str) -> (String, String, String) {
+    let email = format!("friend-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+    let r = app
+        .post(
+            "/v1/auth/register",
+            &json!({"email": email, "password": "correct-horse-battery", "referral_code": code}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let login = app.post("/v1/auth/login", &json!({"email": email, "password": "correct-horse-battery"}), None).await;
+    (r.json["id"].as_str().unwrap().to_owned(), login.json["access_token"].as_str().unwrap().to_owned(), email)
+}
+
+/// A referrer: (user id, token, referral code).
+async fn referrer(app: &TestApp) -> (String, String, String) {
+    let (profile, tokens) = app.signed_in_user().await;
+    (
+        profile["id"].as_str().unwrap().to_owned(),
+        tokens["access_token"].as_str().unwrap().to_owned(),
+        profile["referral_code"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A deposit paid at Revio; returns its transaction id once COMPLETED.
+async fn paid_deposit(app: &TestApp, token: &str, amount: &str) -> String {
+    let key = format!("key-{}", ulid::Ulid::new());
+    let r = app.post_with("/v1/deposits", &json!({"amount": amount}), Some(token), &[("idempotency-key", &key)]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (txn, purchase) = (r.json["id"].as_str().unwrap().to_owned(), r.json["reference"].as_str().unwrap().to_owned());
+    Sandbox::new().pay(&purchase).await;
+    eventually(20, "the deposit completes", || async {
+        let t = app.get(&format!("/v1/transactions/{txn}"), Some(token)).await;
+        (t.json["status"] == "COMPLETED").then_some(())
+    })
+    .await;
+    txn
+}
+
+/// A deposit credited without the queue: created, paid at Revio, settled directly.
+async fn settled_deposit(app: &TestApp, token: &str, amount: &str) {
+    let key = format!("key-{}", ulid::Ulid::new());
+    let r = app.post_with("/v1/deposits", &json!({"amount": amount}), Some(token), &[("idempotency-key", &key)]).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let purchase = r.json["reference"].as_str().unwrap().to_owned();
+    Sandbox::new().pay(&purchase).await;
+    let revio = app.revio_client().await;
+    let outcome = purse::service::settlement::settle_purchase(&app.table, &revio, &purchase).await.unwrap();
+    assert!(matches!(outcome, purse::service::settlement::Outcome::Credited(_)), "{outcome:?}");
+}
+
+fn rules(max: u32) -> RewardRules {
+    RewardRules { amount: Amount::parse("50.00", Currency::Coin).unwrap(), max_rewards_per_referrer: max }
+}
+
+async fn rewards_of(app: &TestApp, token: &str) -> Value {
+    let r = app.get("/v1/referrals", Some(token)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
+#[tokio::test]
+async fn a_referee_who_verifies_and_deposits_earns_the_referrer_one_reward() {
+    let app = TestApp::spawn_serving().await;
+    let (referrer_id, referrer_token, code) = referrer(&app).await;
+    let (_, token, email) = referred_user(&app, &code).await;
+    let before = rewards_of(&app, &referrer_token).await;
+    assert_eq!(before["referees"][0]["status"], "PENDING");
+    assert_eq!(before["referees"][0]["email"], format!("{}***@example.com", &email[..1]));
+    assert!(before["share_url"].as_str().unwrap().ends_with(&code));
+
+    app.submit_kyc(&token, &fresh_pan("1111")).await;
+    app.kyc_becomes(&token, "VERIFIED", 20).await;
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00", "no reward before the first deposit");
+    paid_deposit(&app, &token, "25.00").await;
+
+    let after = eventually(20, "the referrer is rewarded", || async {
+        let v = rewards_of(&app, &referrer_token).await;
+        (v["referees"][0]["status"] == "COMPLETED").then_some(v)
+    })
+    .await;
+    assert_eq!(after["rewards_earned"], "50.00");
+    assert_eq!(after["rewards_count"], 1);
+    assert_eq!(after["referees"][0]["reward"], "50.00");
+    assert_eq!(after["referees"][0]["outcome"], "rewarded");
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    let history = app.get("/v1/transactions?type=REFERRAL_REWARD", Some(&referrer_token)).await;
+    assert_eq!(history.json["items"].as_array().map(Vec::len), Some(1), "{}", history.text);
+
+    // A second deposit by the referee pays nothing more.
+    paid_deposit(&app, &token, "10.00").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_reward_that_waits_for_kyc_pays_when_kyc_verifies() {
+    let app = TestApp::spawn_serving().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (_, token, _) = referred_user(&app, &code).await;
+    paid_deposit(&app, &token, "25.00").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00", "no reward before KYC");
+    let r = app.submit_kyc(&token, &fresh_pan("3333")).await;
+    assert_eq!(r.json["status"], "VERIFIED");
+    eventually(20, "the referrer is rewarded", || async {
+        (app.wallet_of(&referrer_id).await.0 == "50.00").then_some(())
+    })
+    .await;
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_reward_event_delivered_fifty_times_concurrently_pays_once() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    settled_deposit(&app, &token, "20.00").await;
+    let referee = UserId::parse(&referee).unwrap();
+    let rules = rules(25);
+    let outcomes =
+        futures::future::join_all((0..50).map(|_| referrals::pay_reward(&app.table, &rules, &referee))).await;
+    let paid = outcomes.iter().filter(|o| matches!(o, Ok(RewardOutcome::Paid(_)))).count();
+    assert_eq!(paid, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(RewardOutcome::Paid(_) | RewardOutcome::AlreadyCompleted))));
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn with_faults_on_fifty_concurrent_reward_events_pay_once() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    settled_deposit(&app, &token, "20.00").await;
+    let referee = UserId::parse(&referee).unwrap();
+    let rules = rules(25);
+    app.set_faults("conflict=0.10,throttle=0.07,internal=0.04,lost_response=0.04,seed=31").await;
+    let outcomes =
+        futures::future::join_all((0..50).map(|_| referrals::pay_reward(&app.table, &rules, &referee))).await;
+    // Retry what failed transiently, as SQS would redeliver it.
+    let mut failed = outcomes.iter().filter(|o| o.is_err()).count();
+    while failed > 0 {
+        if referrals::pay_reward(&app.table, &rules, &referee).await.is_ok() {
+            failed -= 1;
+        }
+    }
+    app.faults_off().await;
+    let report = app.fault_report().await;
+    let injected: u64 = report["injected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(injected > 0, "{report}");
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    let referral = purse::store::referrals::get(&app.table, &referee).await.unwrap().unwrap();
+    assert_eq!(referral.status, "COMPLETED");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_reward_event_never_sent_is_relayed_by_the_scheduled_job_and_paid() {
+    // The first deposit is recorded on the referral in the credit's own write, but nothing is
+    // sent to the queue (settled directly, as if the process died right after the credit).
+    let app = TestApp::spawn().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    let referee = UserId::parse(&referee).unwrap();
+    // KYC's own announcement is processed before the deposit exists: the reward waits.
+    assert_eq!(
+        referrals::pay_reward(&app.table, &rules(25), &referee).await.unwrap(),
+        RewardOutcome::WaitingForDeposit
+    );
+    settled_deposit(&app, &token, "20.00").await;
+    let job = app.router.job("ReconcileDepositsFunction").expect("reconcile job");
+    let summary = job.handler.run_dyn().await.expect("reconcile runs");
+    assert_eq!(summary["referral_events_relayed"], 1, "{summary}");
+    let queue = app.router.consumer("RewardsQueue").expect("rewards consumer").queue_url.clone();
+    let sqs = aws_sdk_sqs::Client::new(&app.aws);
+    let bodies = eventually(10, "the relayed event is on the rewards queue", || async {
+        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.ok()?;
+        let bodies: Vec<String> = out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
+        bodies.iter().any(|b| b.contains(referee.as_str())).then_some(bodies)
+    })
+    .await;
+    for body in bodies {
+        referrals::process(&app.table, &rules(25), &body).await.unwrap();
+    }
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    let summary = job.handler.run_dyn().await.expect("reconcile runs");
+    assert_eq!(summary["referral_events_relayed"], 0, "nothing is left to relay: {summary}");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_self_referral_through_a_second_account_never_pays() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, referrer_token, code) = referrer(&app).await;
+    let pan = fresh_pan("3333");
+    assert_eq!(app.submit_kyc(&referrer_token, &pan).await.json["status"], "VERIFIED");
+    // The same person opens a second account with their own code and their own PAN.
+    let (second, token, _) = referred_user(&app, &code).await;
+    let r = app.submit_kyc(&token, &pan).await;
+    assert_eq!((r.status, r.code()), (409, "pan_already_registered"));
+    settled_deposit(&app, &token, "20.00").await;
+    let outcome = referrals::pay_reward(&app.table, &rules(25), &UserId::parse(&second).unwrap()).await.unwrap();
+    assert_eq!(outcome, RewardOutcome::WaitingForKyc);
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00");
+}
+
+#[tokio::test]
+async fn a_referrer_at_the_cap_earns_nothing_more_and_the_referral_completes() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, referrer_token, code) = referrer(&app).await;
+    let mut referees = Vec::new();
+    for _ in 0..2 {
+        let (id, token, _) = referred_user(&app, &code).await;
+        assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+        settled_deposit(&app, &token, "10.00").await;
+        referees.push(UserId::parse(&id).unwrap());
+    }
+    let rules = rules(1);
+    assert!(matches!(referrals::pay_reward(&app.table, &rules, &referees[0]).await.unwrap(), RewardOutcome::Paid(_)));
+    assert_eq!(referrals::pay_reward(&app.table, &rules, &referees[1]).await.unwrap(), RewardOutcome::CapReached);
+    assert_eq!(referrals::pay_reward(&app.table, &rules, &referees[1]).await.unwrap(), RewardOutcome::AlreadyCompleted);
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    let view = rewards_of(&app, &referrer_token).await;
+    let wallet = purse::store::get_item(
+        &app.table,
+        purse::ledger::store::account_key(&purse::ledger::AccountId::wallet(&UserId::parse(&referrer_id).unwrap())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (view["rewards_earned"].as_str(), view["rewards_count"].as_i64()),
+        (Some("50.00"), Some(1)),
+        "{view} {wallet:?}"
+    );
+    let outcomes: Vec<&str> =
+        view["referees"].as_array().unwrap().iter().filter_map(|r| r["outcome"].as_str()).collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.contains(&"cap_reached") && outcomes.contains(&"rewarded"));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_referral_list_pages_with_a_cursor_that_cannot_reach_another_referrers_list() {
+    let app = TestApp::spawn().await;
+    let (_, token, code) = referrer(&app).await;
+    let (_, other_token, _) = referrer(&app).await;
+    for _ in 0..3 {
+        referred_user(&app, &code).await;
+    }
+    let first = app.get("/v1/referrals?limit=2", Some(&token)).await;
+    assert_eq!(first.json["referees"].as_array().unwrap().len(), 2);
+    let cursor = first.json["next_cursor"].as_str().expect("a next page").to_owned();
+    let second = app.get(&format!("/v1/referrals?limit=2&cursor={cursor}"), Some(&token)).await;
+    assert_eq!(second.json["referees"].as_array().unwrap().len(), 1, "{}", second.text);
+    let foreign = app.get(&format!("/v1/referrals?limit=2&cursor={cursor}"), Some(&other_token)).await;
+    assert_eq!(foreign.status, 200);
+    assert!(
+        foreign.json["referees"].as_array().unwrap().is_empty(),
+        "another referrer sees none of these: {}",
+        foreign.text
+    );
+    for bad in ["limit=0", "limit=101", "limit=x", "cursor=not-a-cursor"] {
+        let r = app.get(&format!("/v1/referrals?{bad}"), Some(&token)).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    assert_eq!(app.get("/v1/referrals", None).await.status, 401);
+}
+
+#[tokio::test]
+async fn signing_up_with_an_unknown_code_creates_no_account() {
+    let app = TestApp::spawn().await;
+    let email = format!("nobody-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+    let r = app
+        .post(
+            "/v1/auth/register",
+            &json!({"email": email, "password": "correct-horse-battery", "referral_code": "ZZZZ2345"}),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "unknown_referral_code"));
+    let login = app.post("/v1/auth/login", &json!({"email": email, "password": "correct-horse-battery"}), None).await;
+    assert_eq!(login.status, 401);
+}
+
+/// Approximate DynamoDB item size: attribute names plus values (strings and numbers as text).
+fn item_size(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn value(v: &A) -> usize {
+        match v {
+            A::S(s) | A::N(s) => s.len(),
+            A::Bool(_) | A::Null(_) => 1,
+            A::L(l) => 3 + l.iter().map(|x| 1 + value(x)).sum::<usize>(),
+            A::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() + value(x)).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+async fn emulator_stats(reset: bool) -> Value {
+    let base = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let http = reqwest::Client::new();
+    let stats = http.get(format!("{base}/_emulator/stats")).send().await.unwrap().json().await.unwrap();
+    if reset {
+        http.post(format!("{base}/_emulator/stats/reset")).send().await.unwrap();
+    }
+    stats
+}
+
+/// DynamoDB and SQS requests, and the sizes of the items written, of one KYC submission (both
+/// answers) and one referral reward. A measurement, printed, run by hand and alone (the
+/// emulator's counters are global):
+/// `tools/stack/with-stack.sh cargo test -p purse-tests --test integration referrals::measured -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn measured_requests_per_kyc_submission_and_per_reward() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    let (_, other) = app.user_token().await;
+    emulator_stats(true).await;
+    let pending = app.submit_kyc(&other, &fresh_pan("1111")).await;
+    assert_eq!(pending.json["status"], "PENDING");
+    println!("KYC submission answered PENDING: {}", emulator_stats(true).await);
+    let verified = app.submit_kyc(&token, &fresh_pan("3333")).await;
+    assert_eq!(verified.json["status"], "VERIFIED");
+    println!("KYC submission answered VERIFIED (referred user): {}", emulator_stats(true).await);
+    settled_deposit(&app, &token, "20.00").await;
+    emulator_stats(true).await;
+    let referee = UserId::parse(&referee).unwrap();
+    assert!(matches!(referrals::pay_reward(&app.table, &rules(25), &referee).await.unwrap(), RewardOutcome::Paid(_)));
+    println!("referral reward: {}", emulator_stats(true).await);
+    for item in app.scan_all().await {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let kind = pk.split('#').next().unwrap_or_default().to_owned();
+        if ["KYC", "PANCLAIM", "REFERRAL", "USER", "TXN", "ACCOUNT"].contains(&kind.as_str()) {
+            println!("{:>5} bytes  {pk}", item_size(&item));
+        }
+    }
+    let _ = referrer_id;
+}
