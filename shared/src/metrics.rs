@@ -13,6 +13,9 @@
 //! | `ReconcileFindings` | reconciliation settled, expired or escalated deposits the webhooks had not |
 //! | `ReconcileErrors` | reconciliation could not settle a deposit (retried next run) |
 //! | `DeliveriesRejected` | a webhook delivery was refused (signature, size, shape) |
+//! | `KycSubmitted` | a KYC attempt was recorded |
+//! | `KycReviewsOpened` | a KYC attempt needs a person (no result after polling, or the provider lost it) |
+//! | `ReferralRewardsPaid` | a referral reward was paid |
 
 /// The namespace every metric is published in.
 pub const NAMESPACE: &str = "Purse";

@@ -4,7 +4,7 @@
 //! from Secrets Manager, loaded once per cold start ([`PiiKeys::from_env`]). The ciphertext
 //! names its key (`v1:<key id>:<base64 nonce‖ciphertext>`), so keys rotate by adding a new one
 //! and making it active: old records keep decrypting with the key they name. The associated
-//! data binds a ciphertext to its owner and purpose (`kyc-pan:<user id>`), so a ciphertext
+//! data binds a ciphertext to its owner and purpose (`kyc:<user id>:pan`), so a ciphertext
 //! copied onto another record does not decrypt.
 //!
 //! Uniqueness ("one PAN verifies one account") needs equality without the plaintext: a keyed

@@ -43,6 +43,25 @@ const EXERCISED: &[&str] = &[
     // the_case_events_list_an_open_case_and_resolve_it_by_refund
     "http_admin_cases_list.json",
     "http_admin_cases_resolve.json",
+    // the_kyc_events_submit_a_pan_whose_result_the_webhook_and_the_queue_apply
+    "http_kyc_get.json",
+    "http_kyc_submit.json",
+    "http_kyc_submit.invalid_pan.json",
+    "webhook_kyc.json",
+    "webhook_kyc.unsigned.json",
+    "sqs_kyc_events.json",
+    // the_kyc_review_events_hand_a_check_that_never_ends_to_an_administrator_who_approves_it
+    "sqs_kyc_events.follow_up.json",
+    "sqs_kyc_events.last_follow_up.json",
+    "http_admin_kyc_reviews.json",
+    "http_admin_kyc_resolve.json",
+    // the_kyc_queue_consumer_acknowledges_unknown_attempts_and_reports_only_unreadable_messages
+    "sqs_kyc_events.partial_failure.json",
+    // the_referral_events_pay_the_referrer_once_the_referees_first_deposit_and_kyc_are_done
+    "http_referrals_get.json",
+    "http_referrals_get.invalid_limit.json",
+    "sqs_referral_rewards.json",
+    "sqs_referral_rewards.partial_failure.json",
 ];
 
 /// The names of the event files in `events/` (everything but `README.md`), sorted.
@@ -164,6 +183,55 @@ async fn admin(app: &TestApp) -> (String, String) {
     (id, str_of(&login.json["access_token"], "access_token").to_owned())
 }
 
+fn kyc_url() -> String {
+    std::env::var("PURSE_KYC_URL").expect("PURSE_KYC_URL is not set: run the tests under tools/stack/with-stack.sh")
+}
+
+/// POSTs JSON to the KYC sandbox's control API and returns its JSON answer.
+async fn kyc_sandbox(path: &str, body: &Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", kyc_url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("KYC sandbox {path}: {e}"));
+    assert!(response.status().is_success(), "KYC sandbox {path}: {}", response.status());
+    response.json().await.expect("sandbox answers JSON")
+}
+
+/// A PAN of a person no other submission uses, with these four digits (they choose the KYC
+/// sandbox's answer: `1111` pending, `3333` verified at once, `6666` never decided).
+fn fresh_pan(digits: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut letter = || char::from(rng.gen_range(b'A'..=b'Z'));
+    let (first, second, third, fifth, last) = (letter(), letter(), letter(), letter(), letter());
+    format!("{first}{second}{third}P{fifth}{digits}{last}")
+}
+
+/// Submits KYC for the holder of `token` with `pan`, as the frontend would.
+async fn submit_kyc(app: &TestApp, token: &str, pan: &str) -> TestResponse {
+    let body = json!({"pan": pan, "full_name": "Grace Hopper", "date_of_birth": "1986-12-09", "consent": true});
+    app.post("/v1/kyc", &body, Some(token)).await
+}
+
+/// The provider's reference of a KYC attempt, as recorded with it.
+async fn kyc_reference(app: &TestApp, kyc_id: &str) -> String {
+    let id = purse::domain::ids::KycId::parse(kyc_id).unwrap_or_else(|e| panic!("{kyc_id}: {e}"));
+    purse::store::kyc::get(&app.table, &id)
+        .await
+        .expect("attempt readable")
+        .expect("attempt recorded")
+        .provider_reference
+}
+
+/// The outcome recorded on a webhook delivery.
+async fn delivery_outcome(app: &TestApp, delivery_id: &str) -> Value {
+    let key = purse::store::item::key(format!("WEBHOOK#{delivery_id}"), "WEBHOOK");
+    let item = purse::store::get_item(&app.table, key).await.expect("delivery readable").expect("delivery logged");
+    item.get("outcome").and_then(|o| o.as_s().ok()).map_or(Value::Null, |o| json!(o))
+}
+
 // ------------------------------------------------------------------------- shape, no emulator
 
 #[test]
@@ -221,8 +289,17 @@ fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
             assert_eq!(route_key, "$default", "{file}: a Function URL event");
             assert_eq!(context["stage"], "$default", "{file}");
             assert_eq!(method, "POST", "{file}");
-            let signed = headers.contains_key("x-signature");
-            assert_eq!(signed, !file.contains(".unsigned."), "{file}: x-signature header");
+            // Revio signs with X-Signature; the KYC provider per Standard Webhooks.
+            let signature = if function.binary == "webhook_kyc" {
+                for name in ["webhook-id", "webhook-timestamp"] {
+                    assert!(headers.contains_key(name), "{file}: {name} header");
+                }
+                "webhook-signature"
+            } else {
+                "x-signature"
+            };
+            let signed = headers.contains_key(signature);
+            assert_eq!(signed, !file.contains(".unsigned."), "{file}: {signature} header");
         } else {
             let (route_method, route_path) =
                 function.http_routes.iter().find(|(m, p)| format!("{m} {p}") == route_key).unwrap_or_else(|| {
@@ -291,7 +368,13 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
     let template = Template::project().unwrap();
     for file in event_files() {
         let function = function_for(&template, &file);
-        let text = fill_with_dummies(&read_event(&file));
+        // Identifiers the queue messages are parsed with must be well-formed.
+        let ids = [
+            ("KYC_ID", purse::domain::ids::KycId::generate().to_string()),
+            ("REFEREE_ID", purse::domain::ids::UserId::generate().to_string()),
+        ];
+        let ids: Vec<(&str, &str)> = ids.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let text = fill_with_dummies(&substitute(&read_event(&file), &ids));
         if !function.sqs_sources.is_empty() {
             let event: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert!(!event.records.is_empty(), "{file}: Records");
@@ -310,12 +393,26 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
                     "{file}: ApproximateReceiveCount"
                 );
             }
-            if !file.contains(".partial_failure.") {
-                for record in &event.records {
-                    let body = record.body.as_deref().unwrap_or_default();
-                    let queued: purse::service::webhooks::QueuedEvent = serde_json::from_str(body)
-                        .unwrap_or_else(|e| panic!("{file}: the body is not what the webhook queues: {e}"));
-                    assert_eq!(queued.event_type, "purchase.paid");
+            // A partial failure's first message is the unreadable one; every other is what the
+            // queue's senders send.
+            let readable = if file.contains(".partial_failure.") { 1 } else { 0 };
+            for record in event.records.iter().skip(readable) {
+                let body = record.body.as_deref().unwrap_or_default();
+                match function.binary.as_str() {
+                    "sqs_revio_events" => {
+                        let queued: purse::service::webhooks::QueuedEvent = serde_json::from_str(body)
+                            .unwrap_or_else(|e| panic!("{file}: the body is not what the webhook queues: {e}"));
+                        assert_eq!(queued.event_type, "purchase.paid");
+                    }
+                    "sqs_kyc_events" => {
+                        serde_json::from_str::<purse::service::kyc::KycMessage>(body)
+                            .unwrap_or_else(|e| panic!("{file}: the body is not a KYC message: {e}"));
+                    }
+                    "sqs_referral_rewards" => {
+                        serde_json::from_str::<purse::service::referrals::RewardEvent>(body)
+                            .unwrap_or_else(|e| panic!("{file}: the body is not a reward event: {e}"));
+                    }
+                    other => panic!("{file}: teach this test what {other}'s messages look like"),
                 }
             }
         } else if !function.schedules.is_empty() {
@@ -526,7 +623,16 @@ async fn the_scheduled_event_runs_a_reconciliation_pass() {
     let job =
         app.router.job(&function.logical_id).unwrap_or_else(|| panic!("{} is not scheduled", function.logical_id));
     let report = job.handler.run_dyn().await.expect("a reconciliation pass runs");
-    for counter in ["examined", "credited", "failed", "still_pending", "abandoned", "needs_review", "errors"] {
+    for counter in [
+        "examined",
+        "credited",
+        "failed",
+        "still_pending",
+        "abandoned",
+        "needs_review",
+        "errors",
+        "referral_events_relayed",
+    ] {
         assert_eq!(report[counter], 0, "{counter} on a fresh stack: {report}");
     }
 }
@@ -586,5 +692,284 @@ async fn the_case_events_list_an_open_case_and_resolve_it_by_refund() {
     assert_eq!((again.status, again.code()), (409, "case_already_resolved"), "{}", again.text);
     let after = invoke(&app, "http_admin_cases_list.json", &[auth]).await;
     assert!(after.json["items"].as_array().expect("items").iter().all(|c| c["case_id"] != case_id.as_str()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_kyc_events_submit_a_pan_whose_result_the_webhook_and_the_queue_apply() {
+    let app = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_user().await;
+    let token = str_of(&tokens["access_token"], "access_token").to_owned();
+    let auth = [("ACCESS_TOKEN", token.as_str())];
+
+    let before = invoke(&app, "http_kyc_get.json", &auth).await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert_eq!(
+        (before.json["status"].as_str(), before.json["can_submit"].as_bool()),
+        (Some("NOT_STARTED"), Some(true))
+    );
+
+    let malformed = invoke(&app, "http_kyc_submit.invalid_pan.json", &auth).await;
+    assert_eq!((malformed.status, malformed.code()), (400, "invalid_pan"), "{}", malformed.text);
+    assert_eq!(malformed.json["error"]["request_id"], request_id_of("http_kyc_submit.invalid_pan.json"));
+
+    // POST /v1/kyc: the sandbox takes ABCPV1111Q and decides it later.
+    let submitted = invoke(&app, "http_kyc_submit.json", &auth).await;
+    assert_eq!(submitted.status, 201, "{}", submitted.text);
+    assert_eq!(submitted.json["status"], "PENDING");
+    assert_eq!(submitted.json["pan_masked"], "ABCxxxxx1Q");
+    assert_eq!(submitted.json["can_submit"], false);
+    assert!(submitted.json["rejection_reason"].is_null(), "{}", submitted.text);
+    assert!(submitted.json["updated_at"].is_string(), "{}", submitted.text);
+    let kyc_id = str_of(&submitted.json["kyc_id"], "kyc_id").to_owned();
+    assert!(kyc_id.starts_with("kyc_"), "{kyc_id}");
+
+    let twice = invoke(&app, "http_kyc_submit.json", &auth).await;
+    assert_eq!((twice.status, twice.code()), (409, "kyc_pending"), "{}", twice.text);
+    let pending = invoke(&app, "http_kyc_get.json", &auth).await;
+    assert_eq!(pending.status, 200, "{}", pending.text);
+    assert_eq!(
+        (pending.json["status"].as_str(), pending.json["kyc_id"].as_str()),
+        (Some("PENDING"), Some(kyc_id.as_str()))
+    );
+
+    // The provider decides the check; its webhook, signed per Standard Webhooks with the local
+    // stack's secret, reaches the Function URL.
+    let reference = kyc_reference(&app, &kyc_id).await;
+    let decided =
+        kyc_sandbox(&format!("/_sandbox/requests/{reference}/complete"), &json!({"status": "verified"})).await;
+    assert_eq!(decided["status"], "verified", "{decided}");
+    let webhook_id = format!("msg_{}", ulid::Ulid::new());
+    let now = chrono::Utc::now().timestamp();
+    let timestamp = now.to_string();
+    let ids = [
+        ("KYC_ID", kyc_id.as_str()),
+        ("KYC_REFERENCE", reference.as_str()),
+        ("WEBHOOK_ID", webhook_id.as_str()),
+        ("WEBHOOK_TIMESTAMP", timestamp.as_str()),
+    ];
+    let unsigned_event: Value = serde_json::from_str(&substitute(&read_event("webhook_kyc.json"), &ids)).unwrap();
+    let body = str_of(&unsigned_event["body"], "body");
+    let signature = standardwebhooks::Webhook::new(purse_local::provision::KYC_SANDBOX_WEBHOOK_SECRET)
+        .expect("the sandbox secret is whsec_<base64>")
+        .sign(&webhook_id, now, body.as_bytes())
+        .expect("signed");
+    let with_signature = [ids[0], ids[1], ids[2], ids[3], ("KYC_SIGNATURE", signature.as_str())];
+
+    let receipt = invoke(&app, "webhook_kyc.json", &with_signature).await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    assert_eq!((receipt.json["received"].as_bool(), receipt.json["duplicate"].as_bool()), (Some(true), Some(false)));
+    let delivery = str_of(&receipt.json["delivery_id"], "delivery_id").to_owned();
+    assert!(delivery.starts_with("whd_"), "{delivery}");
+
+    let again = invoke(&app, "webhook_kyc.json", &with_signature).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["duplicate"], true, "the same webhook-id is queued once");
+
+    let forged = invoke(&app, "webhook_kyc.unsigned.json", &ids).await;
+    assert_eq!((forged.status, forged.code()), (401, "invalid_signature"), "{}", forged.text);
+
+    // The queue consumer confirms the result with the provider's API and applies it.
+    let batch = invoke_sqs(
+        &app,
+        "sqs_kyc_events.json",
+        &[("DELIVERY_ID", delivery.as_str()), ("KYC_ID", kyc_id.as_str()), ("KYC_REFERENCE", reference.as_str())],
+    )
+    .await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(delivery_outcome(&app, &delivery).await, "APPLIED");
+    let verified = invoke(&app, "http_kyc_get.json", &auth).await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    assert_eq!(verified.json["status"], "VERIFIED", "{}", verified.text);
+    assert_eq!(
+        (verified.json["kyc_id"].as_str(), verified.json["can_submit"].as_bool()),
+        (Some(kyc_id.as_str()), Some(false))
+    );
+
+    // Verified once and for all, and the PAN is this account's.
+    let done = invoke(&app, "http_kyc_submit.json", &auth).await;
+    assert_eq!((done.status, done.code()), (409, "kyc_already_verified"), "{}", done.text);
+    let (_, other) = app.signed_in_user().await;
+    let other = str_of(&other["access_token"], "access_token").to_owned();
+    let taken = invoke(&app, "http_kyc_submit.json", &[("ACCESS_TOKEN", other.as_str())]).await;
+    assert_eq!((taken.status, taken.code()), (409, "pan_already_registered"), "{}", taken.text);
+}
+
+#[tokio::test]
+async fn the_kyc_review_events_hand_a_check_that_never_ends_to_an_administrator_who_approves_it() {
+    let app = TestApp::spawn().await;
+    let (user_id, token) = app.user_token().await;
+    // The sandbox never decides a PAN with the digits 6666.
+    let pan = fresh_pan("6666");
+    let submitted = submit_kyc(&app, &token, &pan).await;
+    assert_eq!((submitted.status, submitted.json["status"].as_str()), (201, Some("PENDING")), "{}", submitted.text);
+    let kyc_id = str_of(&submitted.json["kyc_id"], "kyc_id").to_owned();
+    let values = [("KYC_ID", kyc_id.as_str())];
+
+    // The first follow-up finds the check still pending: it asks again later, nobody is called.
+    let batch = invoke_sqs(&app, "sqs_kyc_events.follow_up.json", &values).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+
+    // The checks awaiting a person are for administrators only.
+    let refused = invoke(&app, "http_admin_kyc_reviews.json", &[("ACCESS_TOKEN", token.as_str())]).await;
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"), "{}", refused.text);
+    let (admin_id, admin_token) = admin(&app).await;
+    let auth = ("ACCESS_TOKEN", admin_token.as_str());
+    let reviews = |listing: &TestResponse| -> Vec<Value> {
+        assert_eq!(listing.status, 200, "{}", listing.text);
+        listing.json["reviews"].as_array().expect("reviews").clone()
+    };
+    let listing = invoke(&app, "http_admin_kyc_reviews.json", &[auth]).await;
+    assert!(reviews(&listing).iter().all(|r| r["kyc_id"] != kyc_id.as_str()), "{}", listing.text);
+
+    // The last follow-up gives up and hands the check to a person.
+    let batch = invoke_sqs(&app, "sqs_kyc_events.last_follow_up.json", &values).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    let listing = invoke(&app, "http_admin_kyc_reviews.json", &[auth]).await;
+    let listed = reviews(&listing);
+    let review = listed
+        .iter()
+        .find(|r| r["kyc_id"] == kyc_id.as_str())
+        .unwrap_or_else(|| panic!("not listed: {}", listing.text));
+    assert_eq!((review["status"].as_str(), review["needs_review"].as_bool()), (Some("PENDING"), Some(true)));
+    assert_eq!(review["user_id"], user_id.as_str());
+    assert_eq!(review["pan_masked"], submitted.json["pan_masked"]);
+    assert!(!listing.text.contains(&pan), "the PAN is shown masked only");
+
+    // Approved by hand: who and why are kept on the attempt.
+    let ids = [auth, ("KYC_ID", kyc_id.as_str())];
+    let resolved = invoke(&app, "http_admin_kyc_resolve.json", &ids).await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text);
+    assert_eq!(
+        (resolved.json["status"].as_str(), resolved.json["needs_review"].as_bool()),
+        (Some("VERIFIED"), Some(false))
+    );
+    assert_eq!(resolved.json["resolved_by"], admin_id.as_str());
+    assert_eq!(resolved.json["resolution_note"], "PAN card and photo checked on a video call (ticket 5120)");
+
+    let again = invoke(&app, "http_admin_kyc_resolve.json", &ids).await;
+    assert_eq!((again.status, again.code()), (409, "kyc_not_pending"), "{}", again.text);
+    let unknown = purse::domain::ids::KycId::generate().to_string();
+    let missing = invoke(&app, "http_admin_kyc_resolve.json", &[auth, ("KYC_ID", unknown.as_str())]).await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"), "{}", missing.text);
+    let after = invoke(&app, "http_admin_kyc_reviews.json", &[auth]).await;
+    assert!(reviews(&after).iter().all(|r| r["kyc_id"] != kyc_id.as_str()), "{}", after.text);
+    let mine = invoke(&app, "http_kyc_get.json", &[("ACCESS_TOKEN", token.as_str())]).await;
+    assert_eq!(mine.json["status"], "VERIFIED", "{}", mine.text);
+}
+
+#[tokio::test]
+async fn the_kyc_queue_consumer_acknowledges_unknown_attempts_and_reports_only_unreadable_messages() {
+    let app = TestApp::spawn().await;
+    let delivery = format!("whd_{}", ulid::Ulid::new());
+    let kyc_id = purse::domain::ids::KycId::generate().to_string();
+    let values = [
+        ("DELIVERY_ID", delivery.as_str()),
+        ("KYC_ID", kyc_id.as_str()),
+        ("KYC_REFERENCE", "kyc_req_0123456789abcdef"),
+    ];
+
+    // No attempt has this id: nothing to apply, nothing to retry.
+    for file in ["sqs_kyc_events.json", "sqs_kyc_events.follow_up.json", "sqs_kyc_events.last_follow_up.json"] {
+        let batch = invoke_sqs(&app, file, &values).await;
+        assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}), "{file}");
+    }
+
+    let file = "sqs_kyc_events.partial_failure.json";
+    let event: SqsEvent = serde_json::from_str(&fill(file, &values)).unwrap();
+    let unreadable = event.records[0].message_id.clone().unwrap();
+    let batch = invoke_sqs(&app, file, &values).await;
+    let failed: Vec<&str> = batch.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [unreadable.as_str()], "only the unreadable message is redelivered");
+}
+
+#[tokio::test]
+async fn the_referral_events_pay_the_referrer_once_the_referees_first_deposit_and_kyc_are_done() {
+    let app = TestApp::spawn().await;
+    let (referrer, referrer_tokens) = app.signed_in_user().await;
+    let referrer_id = str_of(&referrer["id"], "id").to_owned();
+    let code = str_of(&referrer["referral_code"], "referral_code").to_owned();
+    let referrer_token = str_of(&referrer_tokens["access_token"], "access_token").to_owned();
+    let referrer_auth = [("ACCESS_TOKEN", referrer_token.as_str())];
+
+    // Charles signs up with the referrer's code.
+    let file = "http_auth_register.with_referral_code.json";
+    let signed_up = invoke(&app, file, &[("REFERRAL_CODE", code.as_str())]).await;
+    assert_eq!(signed_up.status, 201, "{}", signed_up.text);
+    let referee_id = str_of(&signed_up.json["id"], "id").to_owned();
+    let event: Value = serde_json::from_str(&fill(file, &[("REFERRAL_CODE", code.as_str())])).unwrap();
+    let credentials: Value = serde_json::from_str(str_of(&event["body"], "body")).unwrap();
+    let login = app
+        .post("/v1/auth/login", &json!({"email": credentials["email"], "password": credentials["password"]}), None)
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let referee_token = str_of(&login.json["access_token"], "access_token").to_owned();
+    let referee = [("REFEREE_ID", referee_id.as_str())];
+
+    // Nothing is owed yet, and nothing to anyone for a user nobody referred: acknowledged.
+    for values in [referee, [("REFEREE_ID", referrer_id.as_str())]] {
+        let batch = invoke_sqs(&app, "sqs_referral_rewards.json", &values).await;
+        assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    }
+    let page = invoke(&app, "http_referrals_get.json", &referrer_auth).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json["referral_code"], code.as_str());
+    assert!(str_of(&page.json["share_url"], "share_url").ends_with(&code), "{}", page.text);
+    assert_eq!((page.json["rewards_count"].as_i64(), page.json["rewards_earned"].as_str()), (Some(0), Some("0.00")));
+    assert_eq!(
+        (page.json["rewards_limit"].as_u64(), page.json["reward_per_referral"].as_str()),
+        (Some(25), Some("50.00"))
+    );
+    assert!(page.json["next_cursor"].is_null(), "{}", page.text);
+    let referees = page.json["referees"].as_array().expect("referees");
+    assert_eq!(referees.len(), 1, "{}", page.text);
+    assert_eq!(
+        (referees[0]["status"].as_str(), referees[0]["first_deposit"].as_bool()),
+        (Some("PENDING"), Some(false))
+    );
+    assert!(!page.text.contains("charles.babbage@example.com"), "a referee's e-mail is masked: {}", page.text);
+
+    let refused = invoke(&app, "http_referrals_get.invalid_limit.json", &referrer_auth).await;
+    assert_eq!((refused.status, refused.code()), (400, "invalid_limit"), "{}", refused.text);
+
+    // The referee's first deposit completes and their KYC verifies (at once, for 3333).
+    let deposit = invoke(&app, "http_deposits_create.json", &[("ACCESS_TOKEN", referee_token.as_str())]).await;
+    assert_eq!(deposit.status, 201, "{}", deposit.text);
+    let purchase = str_of(&deposit.json["reference"], "reference").to_owned();
+    let paid = sandbox(&format!("/_sandbox/purchases/{purchase}/pay"), Vec::new()).await;
+    assert_eq!(paid["status"], "paid");
+    let delivery = format!("whd_{}", ulid::Ulid::new());
+    let batch = invoke_sqs(
+        &app,
+        "sqs_revio_events.json",
+        &[("DELIVERY_ID", delivery.as_str()), ("PURCHASE_ID", purchase.as_str())],
+    )
+    .await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    let kyc = submit_kyc(&app, &referee_token, &fresh_pan("3333")).await;
+    assert_eq!((kyc.status, kyc.json["status"].as_str()), (201, Some("VERIFIED")), "{}", kyc.text);
+
+    // The reward event pays the referrer, once however often it arrives.
+    for _ in 0..2 {
+        let batch = invoke_sqs(&app, "sqs_referral_rewards.json", &referee).await;
+        assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    }
+    let file = "sqs_referral_rewards.partial_failure.json";
+    let event: SqsEvent = serde_json::from_str(&fill(file, &referee)).unwrap();
+    let unreadable = event.records[0].message_id.clone().unwrap();
+    let batch = invoke_sqs(&app, file, &referee).await;
+    let failed: Vec<&str> = batch.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [unreadable.as_str()], "only the unreadable message is redelivered");
+
+    let wallet = invoke(&app, "http_wallet_get.json", &referrer_auth).await;
+    assert_eq!(wallet.json["balance"], "50.00", "{}", wallet.text);
+    let page = invoke(&app, "http_referrals_get.json", &referrer_auth).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!((page.json["rewards_count"].as_i64(), page.json["rewards_earned"].as_str()), (Some(1), Some("50.00")));
+    let rewarded = &page.json["referees"][0];
+    assert_eq!((rewarded["status"].as_str(), rewarded["outcome"].as_str()), (Some("COMPLETED"), Some("rewarded")));
+    assert_eq!((rewarded["first_deposit"].as_bool(), rewarded["kyc_verified"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(rewarded["reward"], "50.00");
+    assert!(rewarded["reward_transaction_id"].as_str().is_some_and(|t| t.starts_with("txn_")), "{}", page.text);
     app.assert_ledger_balanced().await;
 }

@@ -1,9 +1,9 @@
 //! `docs/openapi.yaml` stays true to what is deployed and to what the code answers.
 //!
 //! - Its paths and methods are exactly the routes of `template.yaml`: every HttpApi event, and
-//!   the Function URL (mounted at `Metadata.LocalPath`, always POST).
+//!   every Function URL (mounted at `Metadata.LocalPath`, always POST).
 //! - Every operation has an `operationId` and a 2xx answer; protected routes declare the bearer
-//!   scheme, public ones do not.
+//!   scheme, public ones do not, and webhooks declare their signature header.
 //! - Every error `code` the code can answer with is listed, under the status it is sent with, and
 //!   no listed code is invented.
 //!
@@ -117,10 +117,13 @@ fn every_operation_has_an_id_a_success_answer_and_the_security_its_route_needs()
         get(s, "type").and_then(Value::as_str) == Some("http")
             && get(s, "scheme").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case("bearer"))
     };
+    // Revio signs with `X-Signature`, the KYC provider per Standard Webhooks (`webhook-signature`).
     let is_signature = |s: &Value| {
         get(s, "type").and_then(Value::as_str) == Some("apiKey")
             && get(s, "in").and_then(Value::as_str) == Some("header")
-            && get(s, "name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case("x-signature"))
+            && get(s, "name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case("x-signature") || n.eq_ignore_ascii_case("webhook-signature"))
     };
     let global_security = get(&doc, "security").cloned().unwrap_or(Value::Sequence(vec![]));
     let mut ids = BTreeSet::new();
@@ -151,7 +154,7 @@ fn every_operation_has_an_id_a_success_answer_and_the_security_its_route_needs()
             assert!(!bearer, "{what}: the webhook is not called with a bearer token");
             assert!(
                 names.iter().any(|n| scheme_is(n, &is_signature)),
-                "{what}: must declare the X-Signature scheme, has {names:?}"
+                "{what}: must declare its signature scheme (X-Signature or webhook-signature), has {names:?}"
             );
         } else if path.starts_with("/v1/auth/") {
             assert!(!bearer, "{what}: a sign-in route must be public, has {names:?}");

@@ -355,3 +355,47 @@ async fn measured_requests_per_kyc_submission_and_per_reward() {
     }
     let _ = referrer_id;
 }
+
+#[tokio::test]
+async fn a_first_deposit_credited_by_an_operator_through_a_case_counts_for_the_referral() {
+    let app = TestApp::spawn_serving().await;
+    let (referrer_id, _, code) = referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    // Our call to Revio timed out (the deposit FAILED), yet the person paid: a case opens.
+    let key = format!("key-{}", ulid::Ulid::new());
+    let r =
+        app.post_with("/v1/deposits", &json!({"amount": "30.00"}), Some(&token), &[("idempotency-key", &key)]).await;
+    let (txn, purchase) = (r.json["id"].as_str().unwrap().to_owned(), r.json["reference"].as_str().unwrap().to_owned());
+    let id = purse::domain::ids::TransactionId::parse(&txn).unwrap();
+    assert!(purse::ledger::store::fail(&app.table, &id, "provider_unavailable").await.unwrap().changed);
+    Sandbox::new().pay(&purchase).await;
+    let admin = app.admin_token().await;
+    let case_id = eventually(20, "a case opens", || async {
+        let cases = app.get("/v1/admin/cases", Some(&admin)).await.json;
+        cases["items"]
+            .as_array()?
+            .iter()
+            .find(|c| c["purchase_id"] == purchase.as_str())
+            .map(|c| c["case_id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let resolved = app
+        .post(
+            &format!("/v1/admin/cases/{case_id}/resolve"),
+            &json!({"action": "credit", "reason": "paid after our timeout"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text);
+    let referral = purse::store::referrals::get(&app.table, &UserId::parse(&referee).unwrap()).await.unwrap().unwrap();
+    assert_eq!(referral.first_deposit_txn.as_deref(), resolved.json["resolution"]["transaction_id"].as_str());
+    assert!(referral.due_since.is_some(), "the referral is marked due for the relay");
+    let job = app.router.job("ReconcileDepositsFunction").expect("reconcile job");
+    job.handler.run_dyn().await.expect("reconcile runs");
+    eventually(20, "the referrer is rewarded", || async {
+        (app.wallet_of(&referrer_id).await.0 == "50.00").then_some(())
+    })
+    .await;
+    app.assert_ledger_balanced().await;
+}

@@ -415,7 +415,11 @@ pub async fn resolve(
                 reference: Some(case.purchase_id.clone()),
             };
             let closing = close(table, id, "OPEN", ResolveAction::Credit, reason, by, Some(&movement_id))?;
-            match ledger::transfer_with(table, &new, vec![closing]).await {
+            let mut extra = vec![closing];
+            // A referred user's first deposit counts for the referral however it was credited;
+            // the scheduled relay announces it.
+            extra.extend(crate::store::referrals::first_deposit_marker_if_owed(table, &user, &movement_id).await?);
+            match ledger::transfer_with(table, &new, extra).await {
                 Ok(_) => {}
                 Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => {
                     return Err(ResolveError::AlreadyResolved)

@@ -99,6 +99,9 @@ impl RewardsRelay {
                 }
             }
         }
+        if sent > 0 {
+            tracing::info!(sent, "referral reward events relayed from the outbox");
+        }
         Ok(sent)
     }
 }

@@ -85,14 +85,11 @@ impl Outcome {
 /// referral's outbox marker is written in the same transaction as the credit
 /// ([`referrals::first_deposit_marker`]). Returns whether the marker was written.
 async fn credit_deposit(table: &Table, tx: &Transaction) -> Result<(ledger::Settled, bool), LedgerError> {
-    let mut marker = None;
-    if tx.status == TransactionStatus::Pending {
-        if let Some(r) = referrals::get(table, &tx.user_id).await? {
-            if r.status == "PENDING" && r.first_deposit_txn.is_none() {
-                marker = Some(referrals::first_deposit_marker(table, &tx.user_id, &tx.id)?);
-            }
-        }
-    }
+    let marker = if tx.status == TransactionStatus::Pending {
+        referrals::first_deposit_marker_if_owed(table, &tx.user_id, &tx.id).await?
+    } else {
+        None
+    };
     let referred = marker.is_some();
     let settled = ledger::post_with(table, &tx.id, move |_| marker.into_iter().collect()).await?;
     Ok((settled, referred))

@@ -162,17 +162,24 @@ fn claim_state(status: KycStatus) -> &'static str {
     }
 }
 
-/// The profile's KYC fields set to `status` for attempt `id`, under `condition`.
+/// What a change sets on the profile: the status, the rejection reason (removed when `None`),
+/// and, for a new attempt, its masked PAN (which also points the profile at the attempt).
+struct ProfileChange<'a> {
+    status: KycStatus,
+    reason: Option<&'a str>,
+    pan_masked: Option<&'a str>,
+}
+
+/// The profile's KYC fields changed as `change` says for attempt `id`, under `condition`.
 fn profile_update(
     table: &Table,
     user: &UserId,
     id: &KycId,
-    status: KycStatus,
-    reason: Option<&str>,
-    pan_masked: Option<&str>,
+    change: ProfileChange<'_>,
     condition: &str,
     now: &str,
 ) -> Result<TransactWriteItem, StoreError> {
+    let ProfileChange { status, reason, pan_masked } = change;
     let mut set = "kyc_status = :st, kyc_updated_at = :now, updated_at = :now".to_owned();
     let mut update = Update::builder()
         .table_name(&table.name)
@@ -256,9 +263,11 @@ pub async fn record(table: &Table, new: &NewAttempt) -> Result<Attempt, RecordEr
             table,
             &new.user_id,
             &new.id,
-            new.status,
-            new.rejection_reason.as_deref(),
-            Some(&new.pan_masked),
+            ProfileChange {
+                status: new.status,
+                reason: new.rejection_reason.as_deref(),
+                pan_masked: Some(&new.pan_masked),
+            },
             "attribute_exists(pk) AND kyc_status IN (:ns, :rej)",
             &now,
         )?,
@@ -357,7 +366,14 @@ pub async fn finish(
         .map_err(StoreError::dynamo)?;
     let mut items = vec![
         TransactWriteItem::builder().update(mark).build(),
-        profile_update(table, &attempt.user_id, &attempt.id, status, reason, None, "kyc_id = :id", &now)?,
+        profile_update(
+            table,
+            &attempt.user_id,
+            &attempt.id,
+            ProfileChange { status, reason, pan_masked: None },
+            "kyc_id = :id",
+            &now,
+        )?,
         TransactWriteItem::builder().update(claim).build(),
     ];
     if status == KycStatus::Verified && attempt.referred {

@@ -138,6 +138,24 @@ pub fn first_deposit_marker(
     )
 }
 
+/// The first-deposit outbox item for a credit of `user`'s deposit `deposit`, when `user` was
+/// referred and no deposit of theirs counted yet; `None` otherwise (one read decides).
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn first_deposit_marker_if_owed(
+    table: &Table,
+    user: &UserId,
+    deposit: &TransactionId,
+) -> Result<Option<TransactWriteItem>, StoreError> {
+    match get(table, user).await? {
+        Some(r) if r.status == "PENDING" && r.first_deposit_txn.is_none() => {
+            Ok(Some(first_deposit_marker(table, user, deposit)?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The outbox item a KYC verification writes with it: when, with which PAN (its keyed hash),
 /// and the due marker.
 ///
