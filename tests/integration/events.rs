@@ -932,6 +932,10 @@ async fn the_referral_events_pay_the_referrer_once_the_referees_first_deposit_an
     let refused = invoke(&app, "http_referrals_get.invalid_limit.json", &referrer_auth).await;
     assert_eq!((refused.status, refused.code()), (400, "invalid_limit"), "{}", refused.text);
 
+    // The referrer verifies (a reward needs both people verified, each with their own PAN).
+    let verified = submit_kyc(&app, &referrer_token, &fresh_pan("3333")).await;
+    assert_eq!(verified.json["status"], "VERIFIED", "{}", verified.text);
+
     // The referee's first deposit completes and their KYC verifies (at once, for 3333).
     let deposit = invoke(&app, "http_deposits_create.json", &[("ACCESS_TOKEN", referee_token.as_str())]).await;
     assert_eq!(deposit.status, 201, "{}", deposit.text);

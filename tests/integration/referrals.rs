@@ -23,8 +23,15 @@ async fn referred_user(app: &TestApp, code: &str) -> (String, String, String) {
     (r.json["id"].as_str().unwrap().to_owned(), login.json["access_token"].as_str().unwrap().to_owned(), email)
 }
 
-/// A referrer: (user id, token, referral code).
+/// A referrer whose own KYC verified: (user id, token, referral code).
 async fn referrer(app: &TestApp) -> (String, String, String) {
+    let (id, token, code) = unverified_referrer(app).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    (id, token, code)
+}
+
+/// A referrer who has not verified: (user id, token, referral code).
+async fn unverified_referrer(app: &TestApp) -> (String, String, String) {
     let (profile, tokens) = app.signed_in_user().await;
     (
         profile["id"].as_str().unwrap().to_owned(),
@@ -207,17 +214,97 @@ async fn a_reward_event_never_sent_is_relayed_by_the_scheduled_job_and_paid() {
 #[tokio::test]
 async fn a_self_referral_through_a_second_account_never_pays() {
     let app = TestApp::spawn().await;
-    let (referrer_id, referrer_token, code) = referrer(&app).await;
-    let pan = fresh_pan("3333");
-    assert_eq!(app.submit_kyc(&referrer_token, &pan).await.json["status"], "VERIFIED");
-    // The same person opens a second account with their own code and their own PAN.
+    // One person: a first account that never verifies, and a second one, signed up with the
+    // first one's code, verified with the person's PAN and funded.
+    let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
     let (second, token, _) = referred_user(&app, &code).await;
-    let r = app.submit_kyc(&token, &pan).await;
-    assert_eq!((r.status, r.code()), (409, "pan_already_registered"));
+    let pan = fresh_pan("3333");
+    assert_eq!(app.submit_kyc(&token, &pan).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "20.00").await;
-    let outcome = referrals::pay_reward(&app.table, &rules(25), &UserId::parse(&second).unwrap()).await.unwrap();
-    assert_eq!(outcome, RewardOutcome::WaitingForKyc);
+    let second = UserId::parse(&second).unwrap();
+    let outcome = referrals::pay_reward(&app.table, &rules(25), &second).await.unwrap();
+    assert_eq!(outcome, RewardOutcome::WaitingForReferrerKyc);
+    // The first account cannot verify with the same PAN, so the reward can never become owed.
+    let r = app.submit_kyc(&referrer_token, &pan).await;
+    assert_eq!((r.status, r.code()), (409, "pan_already_registered"));
+    assert_eq!(
+        referrals::pay_reward(&app.table, &rules(25), &second).await.unwrap(),
+        RewardOutcome::WaitingForReferrerKyc
+    );
     assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00");
+}
+
+#[tokio::test]
+async fn a_reward_that_waits_for_the_referrers_kyc_pays_when_the_referrer_verifies() {
+    let app = TestApp::spawn_serving().await;
+    let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
+    let (_, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    paid_deposit(&app, &token, "20.00").await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00", "no reward while the referrer is unverified");
+    app.submit_kyc(&referrer_token, &fresh_pan("1111")).await;
+    app.kyc_becomes(&referrer_token, "VERIFIED", 20).await;
+    eventually(20, "the referrer is rewarded", || async {
+        (app.wallet_of(&referrer_id).await.0 == "50.00").then_some(())
+    })
+    .await;
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_referrer_verification_whose_announcement_was_lost_is_relayed_by_the_scheduled_job() {
+    let app = TestApp::spawn().await;
+    let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
+    let (referee, token, _) = referred_user(&app, &code).await;
+    assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
+    settled_deposit(&app, &token, "20.00").await;
+    let referee = UserId::parse(&referee).unwrap();
+    assert_eq!(
+        referrals::pay_reward(&app.table, &rules(25), &referee).await.unwrap(),
+        RewardOutcome::WaitingForReferrerKyc
+    );
+    // The referrer's check is decided and written, and the process dies before announcing:
+    // only the marker written with the verification is left.
+    let pending = app.submit_kyc(&referrer_token, &fresh_pan("6666")).await;
+    let kyc_id = purse::domain::ids::KycId::parse(pending.json["kyc_id"].as_str().unwrap()).unwrap();
+    let attempt = purse::store::kyc::get(&app.table, &kyc_id).await.unwrap().unwrap();
+    let decided = purse::store::kyc::finish(
+        &app.table,
+        &attempt,
+        &purse::store::kyc::Decision::Verified,
+        &purse::store::kyc::DecidedBy::Provider,
+    )
+    .await
+    .unwrap();
+    assert_eq!(decided, purse::store::kyc::Finished::Applied);
+    let referrer = UserId::parse(&referrer_id).unwrap();
+    let marked = purse::store::referrals::verified_referrers(&app.table, 100).await.unwrap();
+    assert!(marked.iter().any(|(u, _)| u == &referrer), "the verification left its marker");
+
+    let job = app.router.job("ReconcileDepositsFunction").expect("reconcile job");
+    let summary = job.handler.run_dyn().await.expect("reconcile runs");
+    assert_eq!(summary["referral_events_relayed"], 1, "{summary}");
+    let queue = app.router.consumer("RewardsQueue").expect("rewards consumer").queue_url.clone();
+    let sqs = aws_sdk_sqs::Client::new(&app.aws);
+    let bodies = eventually(10, "the referee's reward is announced", || async {
+        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.ok()?;
+        let bodies: Vec<String> = out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
+        bodies.iter().any(|b| b.contains(referee.as_str())).then_some(bodies)
+    })
+    .await;
+    for body in bodies {
+        referrals::process(&app.table, &rules(25), &body).await.unwrap();
+    }
+    assert_eq!(app.wallet_of(&referrer_id).await.0, "50.00");
+    let again = job.handler.run_dyn().await.expect("reconcile runs");
+    assert_eq!(again["referral_events_relayed"], 0, "the markers are cleared: {again}");
+    assert!(purse::store::referrals::verified_referrers(&app.table, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(u, _)| u != &referrer));
+    app.assert_ledger_balanced().await;
 }
 
 #[tokio::test]

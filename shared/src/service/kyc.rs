@@ -257,8 +257,8 @@ impl<P: KycProvider> KycService<P> {
         })?;
         tracing::info!(user_id = %user, kyc_id = %id, status = status.as_str(), "KYC submitted");
         crate::metrics::count("KycSubmitted", 1);
-        if status == KycStatus::Verified && attempt.referred {
-            self.announce_reward(user).await;
+        if status == KycStatus::Verified {
+            self.announce_reward(user, attempt.referred).await;
         }
         Ok(KycView {
             status,
@@ -286,9 +286,9 @@ impl<P: KycProvider> KycService<P> {
         Ok(())
     }
 
-    async fn announce_reward(&self, user: &UserId) {
+    async fn announce_reward(&self, user: &UserId, referred: bool) {
         if let Some(relay) = &self.relay {
-            relay.notify(user).await;
+            after_verification(&self.table, relay, user, referred).await;
         }
     }
 
@@ -375,13 +375,25 @@ impl<P: KycProvider> KycService<P> {
         match kyc::finish(&self.table, attempt, decision, by).await? {
             Finished::Applied => {
                 tracing::info!(kyc_id = %attempt.id, user_id = %attempt.user_id, verified = matches!(decision, Decision::Verified), "KYC result applied");
-                if matches!(decision, Decision::Verified) && attempt.referred {
-                    self.announce_reward(&attempt.user_id).await;
+                if matches!(decision, Decision::Verified) {
+                    self.announce_reward(&attempt.user_id, attempt.referred).await;
                 }
                 Ok("APPLIED")
             }
             Finished::AlreadyFinal(_) => Ok("ALREADY_FINAL"),
         }
+    }
+}
+
+/// What a verification announces at once (both are also recorded in its own write, for the
+/// scheduled relay): the user's own referral, when they were referred, and the referrals the
+/// user made, which may have waited for their verification.
+async fn after_verification(table: &Table, relay: &RewardsRelay, user: &UserId, referred: bool) {
+    if referred {
+        relay.notify(user).await;
+    }
+    if let Err(e) = relay.referrer_verified(table, user).await {
+        tracing::warn!(user_id = %user, error = %e, "referrals waiting for this verification not announced now; the scheduled relay will");
     }
 }
 
@@ -481,10 +493,8 @@ pub async fn resolve(
     match kyc::finish(table, &attempt, &decision, &by).await? {
         Finished::Applied => {
             tracing::info!(kyc_id = %id, admin_id = %admin, user_id = %attempt.user_id, decision = %input.decision, "KYC decided by an administrator");
-            if matches!(decision, Decision::Verified) && attempt.referred {
-                if let Some(relay) = relay {
-                    relay.notify(&attempt.user_id).await;
-                }
+            if let (Decision::Verified, Some(relay)) = (&decision, relay) {
+                after_verification(table, relay, &attempt.user_id, attempt.referred).await;
             }
         }
         Finished::AlreadyFinal(s) => {

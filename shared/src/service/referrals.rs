@@ -1,5 +1,6 @@
 //! Referral rewards: paid to the referrer exactly once when the referee's first deposit has
-//! completed and the referee's KYC has verified (in either order), within a cap per referrer.
+//! completed and both the referee's and the referrer's KYC have verified (in any order), within
+//! a cap per referrer.
 //!
 //! The events record themselves on the referral in their own writes (the outbox, see
 //! [`crate::store::referrals`]); [`RewardsRelay`] announces them on the rewards queue, and the
@@ -84,13 +85,56 @@ impl RewardsRelay {
         Ok(())
     }
 
-    /// Sends every referral still marked due (the outbox relay, run on a schedule). Returns how
-    /// many were sent.
+    /// After `user`'s KYC verified: their own referrals (as a referrer) that waited only for
+    /// that are marked due and announced, then the user's verification marker is cleared.
+    /// Returns how many were announced. Safe to repeat; the scheduled relay does the same for
+    /// every marker left behind.
     ///
     /// # Errors
-    /// [`StoreError`] when the marked referrals cannot be listed.
+    /// [`StoreError`] on storage failure (the marker stays for the relay).
+    pub async fn referrer_verified(&self, table: &Table, user: &UserId) -> Result<usize, StoreError> {
+        let profile = crate::store::get_item(table, crate::store::item::key(format!("USER#{user}"), "PROFILE")).await?;
+        let marker = profile
+            .as_ref()
+            .filter(|p| p.opt_str("gsi2pk") == Some(referrals::VERIFIED_REFERRERS_PARTITION))
+            .and_then(|p| p.opt_str("gsi2sk").map(str::to_owned));
+        let announced = self.announce_owed(table, user).await?;
+        if let Some(marker) = marker {
+            referrals::clear_verified_referrer(table, user, &marker).await?;
+        }
+        Ok(announced)
+    }
+
+    /// Marks due and announces `referrer`'s PENDING referrals whose referee has both deposited
+    /// and verified.
+    async fn announce_owed(&self, table: &Table, referrer: &UserId) -> Result<usize, StoreError> {
+        let mut after = None;
+        let mut announced = 0;
+        loop {
+            let (items, next) = referrals::of_referrer(table, referrer, 100, after).await?;
+            for r in items {
+                if r.status == "PENDING" && r.first_deposit_txn.is_some() && r.kyc_verified_at.is_some() {
+                    referrals::mark_due(table, &r.referee).await?;
+                    self.notify(&r.referee).await;
+                    announced += 1;
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(announced),
+            }
+        }
+    }
+
+    /// Sends every referral still marked due, and handles every referrer verification not yet
+    /// looked at (the outbox relay, run on a schedule). Returns how many events were sent.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the marked items cannot be listed.
     pub async fn relay_due(&self, table: &Table, limit: i32) -> Result<usize, StoreError> {
         let mut sent = 0;
+        // Due referrals first: those a referrer's verification marks due below are announced
+        // there, not twice in one run.
         for referee in referrals::due(table, limit).await? {
             match self.send(&referee).await {
                 Ok(()) => sent += 1,
@@ -98,6 +142,10 @@ impl RewardsRelay {
                     tracing::warn!(referee_id = %referee, error = %e, "reward event relay failed; next run retries")
                 }
             }
+        }
+        for (referrer, marker) in referrals::verified_referrers(table, limit).await? {
+            sent += self.announce_owed(table, &referrer).await?;
+            referrals::clear_verified_referrer(table, &referrer, &marker).await?;
         }
         if sent > 0 {
             tracing::info!(sent, "referral reward events relayed from the outbox");
@@ -119,6 +167,8 @@ pub enum RewardOutcome {
     WaitingForDeposit,
     /// Waiting for the referee's KYC.
     WaitingForKyc,
+    /// Waiting for the referrer's own KYC.
+    WaitingForReferrerKyc,
     /// The user was not referred.
     NotReferred,
 }
@@ -161,6 +211,15 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
     }
     if referral.kyc_verified_at.is_none() {
         return waiting(RewardOutcome::WaitingForKyc).await;
+    }
+    // The referrer must be verified too, with their own PAN (one PAN verifies one account): so
+    // one person cannot earn a reward by referring a second account of their own. A referrer's
+    // verification never reverts, so reading it here (not in the write) is enough.
+    let referrer_verified = crate::store::kyc::profile(table, &referral.referrer)
+        .await?
+        .is_some_and(|p| p.status == crate::domain::user::KycStatus::Verified);
+    if !referrer_verified {
+        return waiting(RewardOutcome::WaitingForReferrerKyc).await;
     }
     let id = reward_transaction_id(&referral);
     let new = NewTransaction {

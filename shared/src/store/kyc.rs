@@ -192,6 +192,12 @@ fn profile_update(
         set.push_str(", kyc_id = :id, kyc_pan_masked = :masked");
         update = update.expression_attribute_values(":masked", s(masked));
     }
+    if status == KycStatus::Verified {
+        // The referrer side of the referral outbox: a verified user's own referrals may now be
+        // owed (see `store::referrals::VERIFIED_REFERRERS_PARTITION`).
+        set.push_str(", gsi2pk = :vr, gsi2sk = :now");
+        update = update.expression_attribute_values(":vr", s(super::referrals::VERIFIED_REFERRERS_PARTITION));
+    }
     let expression = match reason {
         Some(r) => {
             update = update.expression_attribute_values(":reason", s(r));

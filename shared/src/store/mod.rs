@@ -27,7 +27,8 @@
 //! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: PENDING movements carry
 //! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation; open cases `CASES#OPEN`; wallets
 //! restricted by a reversal shortfall `RESTRICTED#WALLETS`; KYC attempts awaiting a person
-//! `KYC#REVIEW`; referrals with an unprocessed reward event `REFERRALS#DUE` ([`referrals`]).
+//! `KYC#REVIEW`; referrals with an unprocessed reward event `REFERRALS#DUE`, and verified users
+//! whose own referrals were not yet looked at `REFERRERS#VERIFIED` ([`referrals`]).
 //! `gsi1` also lists a user's KYC attempts (`USER#<id>#KYC`) and a referrer's referrals
 //! (`REFERRER#<id>`).
 //!

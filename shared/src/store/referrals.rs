@@ -26,6 +26,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 /// The sparse-index partition of referrals with an unprocessed event.
 pub const DUE_PARTITION: &str = "REFERRALS#DUE";
 
+/// The sparse-index partition of user profiles whose KYC verified and whose own referrals (as
+/// a referrer) have not been looked at since: a referrer must be verified too before a reward
+/// pays, and this is how their verification reaches referrals that waited for it. Written in
+/// the verification's own transaction, cleared by [`clear_verified_referrer`].
+pub const VERIFIED_REFERRERS_PARTITION: &str = "REFERRERS#VERIFIED";
+
 /// The key of a referee's referral record.
 pub fn referral_key(referee: &UserId) -> Item {
     key(format!("REFERRAL#{referee}"), "REFERRAL")
@@ -225,6 +231,71 @@ pub async fn clear_due(table: &Table, referee: &UserId, due_since: &str) -> Resu
     match out {
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(false),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
+}
+
+/// Marks a PENDING referral due again (its referrer has just verified).
+///
+/// # Errors
+/// [`StoreError`] on storage failure; a referral no longer PENDING is left alone.
+pub async fn mark_due(table: &Table, referee: &UserId) -> Result<(), StoreError> {
+    let now = super::now_rfc3339();
+    let out = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .set_key(Some(referral_key(referee)))
+        .update_expression("SET gsi2pk = :pk, gsi2sk = :sk")
+        .condition_expression("#status = :pending")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pk", s(DUE_PARTITION))
+        .expression_attribute_values(":sk", s(format!("{now}#{}", ulid::Ulid::new())))
+        .expression_attribute_values(":pending", s("PENDING"))
+        .send()
+        .await;
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
+}
+
+/// Verified users whose referrals have not been looked at since they verified, with the
+/// marker to clear: `(user, gsi2sk)`.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn verified_referrers(table: &Table, limit: i32) -> Result<Vec<(UserId, String)>, StoreError> {
+    super::gsi2_partition(table, VERIFIED_REFERRERS_PARTITION, limit)
+        .await?
+        .iter()
+        .map(|i| {
+            let user = UserId::parse(i.str("user_id")?).map_err(|_| StoreError::Corrupt("profile user_id".into()))?;
+            Ok((user, i.str("gsi2sk")?.to_owned()))
+        })
+        .collect()
+}
+
+/// Clears a verified user's referrer marker if it is still `marker`.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn clear_verified_referrer(table: &Table, user: &UserId, marker: &str) -> Result<(), StoreError> {
+    let out = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .set_key(Some(key(format!("USER#{user}"), "PROFILE")))
+        .update_expression("REMOVE gsi2pk, gsi2sk")
+        .condition_expression("gsi2pk = :pk AND gsi2sk = :sk")
+        .expression_attribute_values(":pk", s(VERIFIED_REFERRERS_PARTITION))
+        .expression_attribute_values(":sk", s(marker))
+        .send()
+        .await;
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
         Err(e) => Err(StoreError::dynamo(e)),
     }
 }
