@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Local sandbox of the Revio payment provider (redirect payment flow).
+"""Local sandbox of the Revio payment provider (redirect payment flow, EFT payouts).
 
 Standard library HTTP server plus ``cryptography`` for RSA. All state lives in
 memory behind one lock and is lost on restart.
@@ -14,6 +14,10 @@ Environment
   REVIO_SANDBOX_MAX_ATTEMPTS   webhook attempts per delivery, first included (default 8)
   REVIO_SANDBOX_WEBHOOK_TIMEOUT_S  timeout of one webhook POST (default 10)
   REVIO_SANDBOX_PUBLIC_URL     base of checkout_url (default http://<host>:<port>)
+  REVIO_SANDBOX_PAYOUT_DELAY_MS  time from a payout's creation until its outcome
+                               (paid / unpaid / rejected) is decided (default 1000)
+  REVIO_SANDBOX_PAYOUT_RETURN_DELAY_MS  time from a returning payout being paid
+                               until it is returned (default 3000)
   REVIO_SANDBOX_KEY_FILE       optional PEM file for the signing key: loaded if it
                                exists, else generated and written there (keeps the
                                public key stable across restarts). Unset: a fresh
@@ -39,6 +43,58 @@ Merchant API (like https://gate.reviopay.com/api/v1/)
   Errors are JSON ``{"error": code, "message": text, "fields"?: {path: text}}``.
   Statuses: created, paid, error (payment failed), cancelled, expired, refunded,
   chargeback. A transition from the wrong status answers 409 ``conflict``.
+
+Payout API (EFT payouts to South African bank accounts; same auth, same error
+shape, and the faults down / latency_ms / fail_next_api_calls apply as to every
+/api/ call)
+  POST /api/v1/payouts/   body {"brand_id", "reference": str of 1..64 chars (our
+      id), "amount": int minor units > 0, "currency": "ZAR", "recipient":
+      {"account_holder": non-empty str, "account_number": str of 6..16 digits,
+      "branch_code": str of 6 digits, "account_type": "cheque"|"savings"|
+      "transmission"}, "callback_url"?: http(s) URL (null = absent)}.
+      Checked in this order: body not a JSON object -> 400 ``invalid_request``;
+      brand_id wrong -> 400 ``invalid_brand``; reference missing or bad -> 400
+      ``validation_error`` (fields.reference). Then IDEMPOTENT BY REFERENCE: a
+      known reference answers 200 with that stored payout (its current status),
+      whatever the rest of the body says (even invalid), and schedules nothing
+      new; concurrent first POSTs make one payout. Otherwise the other fields are
+      validated (400 ``validation_error``, message "invalid payout", ``fields``
+      {path: text}, e.g. "recipient.account_number"; no message ever echoes a
+      value) and a new payout is answered with 201, status "pending".
+  GET  /api/v1/payouts/<id>/          the payout; 404 ``not_found`` if unknown.
+  GET  /api/v1/payouts/?reference=<ref>  {"results": [payout]} or {"results": []};
+      400 ``invalid_request`` without reference.
+  Payout object:
+      {"id": uuid, "type": "payout", "status": "pending"|"paid"|"unpaid"|
+       "rejected"|"returned", "reference", "amount", "currency": "ZAR",
+       "recipient": {"account_holder", "account_number_masked": "xxxxx" + the
+       last 4 digits (always 5 x, whatever the number's length), "branch_code",
+       "account_type"}, "failure_reason": null|str, "created_on", "updated_on"}
+      (unix seconds). callback_url is not part of it (see the control API).
+  The full account number is never stored, answered, logged nor sent: at
+  creation only its last 4 digits and the rule it selects are kept.
+  Outcome by account number (magic accounts of the sandbox bank), decided
+  PAYOUT_DELAY_MS after creation:
+      110000001      -> paid
+      110000002      -> unpaid,   failure_reason "account_unpaid"
+      910000001      -> rejected, failure_reason "account_rejected"
+      110000003      -> paid, then RETURN_DELAY_MS later -> returned,
+                        failure_reason "returned_by_bank"
+      any other      -> paid
+  Status is also settled lazily: once a transition's time has passed every read
+  (API, control API, idempotent replay) shows it, even if the background thread
+  has not run yet; updated_on is then the time the transition was due.
+
+Payout webhooks
+  Every transition (pending -> paid / unpaid / rejected, paid -> returned, and
+  each /settle) POSTs the payout JSON (as left by that transition) plus
+  ``"event_type"``: ``payout.paid``, ``payout.unpaid``, ``payout.rejected`` or
+  ``payout.returned``, to the payout's callback_url (if set) and to
+  REVIO_SANDBOX_WEBHOOK_URL (if set), each an independent delivery. Compact JSON,
+  signed, retried, logged and subject to lose_webhooks / duplicate_webhooks
+  exactly as purchase webhooks (below); delivery log entries carry ``payout_id``
+  instead of ``purchase_id``. When a read settled a transition first, its
+  webhook is still sent at the transition's time (exactly once).
 
 Hosted checkout (what the payer's browser sees)
   GET  /p/<id>/          HTML page with amount, currency and "Pay" / "Decline".
@@ -83,25 +139,53 @@ Sandbox control API (no auth, JSON in and out, only under /_sandbox/)
         a connection error shows as null in status_codes.
   POST /_sandbox/purchases/<id>/sign       any raw body -> {"signature": base64}
         (also POST /_sandbox/sign)
+  GET  /_sandbox/payouts/<id>              the payout (settled lazily, no auth, no
+        faults) plus "sandbox": {"rule": "paid"|"unpaid"|"rejected"|
+        "paid_then_returned"|"default", "callback_url", "pending_transitions":
+        [{"status", "failure_reason", "at" (unix seconds, float)}]}; 404 if unknown.
+  GET  /_sandbox/payouts[?reference=]      {"results": [...]} of that shape: the
+        payout with this reference (or none), all payouts without reference.
+  POST /_sandbox/payouts/<id>/settle       {"status": "paid"|"unpaid"|"rejected"|
+        "returned", "failure_reason"?: str|null} sets that state now, from any
+        state, cancels the remaining automatic transitions (e.g. a 110000003
+        payout settled "paid" is not returned later) and sends the webhook
+        ``payout.<status>`` (retries and faults as automatic ones). failure_reason
+        defaults per status: null, "account_unpaid", "account_rejected",
+        "returned_by_bank". Answers the payout in the /_sandbox/payouts shape;
+        400 on a bad status or failure_reason.
+  POST /_sandbox/payouts/<id>/deliver      exactly like the purchase /deliver:
+        {"event_type"?, "times"?: 1, "concurrent"?: false, "status"?: override,
+        "url"?: target}; targets callback_url and REVIO_SANDBOX_WEBHOOK_URL;
+        event_type defaults from the stored status (``payout.<status>``; required
+        while pending). Answers {"payout_id", "event_type", "status_codes": [...],
+        "results": [{url, status_code | error}]}.
   GET  /_sandbox/faults                    current faults
   POST /_sandbox/faults                    partial update of
         {"down": bool, "latency_ms": int, "lose_webhooks": int,
-         "duplicate_webhooks": int, "fail_next_api_calls": int}
+         "duplicate_webhooks": int, "fail_next_api_calls": int,
+         "payout_timeout_after_accept": int}
         down: every /api/ call answers 503; latency_ms: every /api/ call sleeps
         first; lose_webhooks: the next N webhook deliveries (one event to one
         target = one delivery) are dropped, never sent nor retried, logged with
         lost=true; duplicate_webhooks: while set, every delivery is sent N extra
         times (independent copies, each with its own retries); fail_next_api_calls:
-        the next N /api/ calls answer 500. Answers the faults after the update.
+        the next N /api/ calls answer 500; payout_timeout_after_accept: the next N
+        successful POST /api/v1/payouts/ calls (201 new or 200 idempotent replay;
+        errors do not count) create and schedule the payout normally, then sleep
+        15 s before answering (the client times out after Revio accepted).
+        Answers the faults after the update.
   POST /_sandbox/reset                     clears faults; with {"purchases": true}
-        also forgets all purchases and the delivery log.
-  GET  /_sandbox/deliveries[?purchase_id=] delivery log, oldest first: {purchase_id,
-        event_type, url, attempt, status_code, error, lost, kind, at}; kind is
-        "event", "duplicate" or "manual".
+        also forgets all purchases, all payouts and the delivery log (the
+        forgotten payouts' scheduled transitions and webhook retries then stop).
+  GET  /_sandbox/deliveries[?purchase_id=][&payout_id=] delivery log, oldest
+        first: {purchase_id, event_type, url, attempt, status_code, error, lost,
+        kind, at} for purchases, {payout_id, event_type, ...the same} for
+        payouts; kind is "event", "duplicate" or "manual". Each parameter keeps
+        only entries of that purchase / payout; without both, all entries.
   GET  /_sandbox/purchases/<id>            the purchase (no auth, no faults).
 
-Logging: one line per request (method, path, status) and one per webhook attempt;
-never bodies nor signatures.
+Logging: one line per request (method, path without query, status) and one per
+webhook attempt; never bodies, signatures nor account numbers.
 """
 
 from __future__ import annotations
@@ -138,6 +222,34 @@ TRANSITIONS: dict[str, tuple[str, str, str | None]] = {
 }
 # stored status -> the event a manual /deliver sends by default
 STATUS_EVENTS = {to: event for _, to, event in TRANSITIONS.values() if event}
+
+# -- payouts ------------------------------------------------------------------
+# magic account numbers of the sandbox bank -> rule; any other number: "default"
+PAYOUT_ACCOUNT_RULES = {
+    "110000001": "paid",
+    "110000002": "unpaid",
+    "910000001": "rejected",
+    "110000003": "paid_then_returned",
+}
+# rule -> automatic transitions: (status, failure_reason, delay key). "decide" is
+# PAYOUT_DELAY_MS after creation, "return" RETURN_DELAY_MS after that.
+PAYOUT_PLANS: dict[str, list[tuple[str, str | None, str]]] = {
+    "paid": [("paid", None, "decide")],
+    "unpaid": [("unpaid", "account_unpaid", "decide")],
+    "rejected": [("rejected", "account_rejected", "decide")],
+    "paid_then_returned": [("paid", None, "decide"), ("returned", "returned_by_bank", "return")],
+    "default": [("paid", None, "decide")],
+}
+# final status -> failure_reason that /_sandbox/payouts/<id>/settle sets by default
+PAYOUT_REASONS: dict[str, str | None] = {
+    "paid": None, "unpaid": "account_unpaid", "rejected": "account_rejected", "returned": "returned_by_bank",
+}
+PAYOUT_STATUS_EVENTS = {s: f"payout.{s}" for s in PAYOUT_REASONS}
+PAYOUT_ACCOUNT_TYPES = ("cheque", "savings", "transmission")
+PAYOUT_FIELDS = ("id", "type", "status", "reference", "amount", "currency", "recipient",
+                 "failure_reason", "created_on", "updated_on")
+# how long a POST /api/v1/payouts/ hit by the payout_timeout_after_accept fault sleeps
+PAYOUT_TIMEOUT_SLEEP_S = 15.0
 
 
 def log(msg: str) -> None:
@@ -176,6 +288,12 @@ class Sandbox:
         self.purchases: dict[str, dict[str, Any]] = {}
         self.deliveries: list[dict[str, Any]] = []
         self.faults = self._no_faults()
+        self.payout_delay_ms = max(0, int(os.environ.get("REVIO_SANDBOX_PAYOUT_DELAY_MS") or "1000"))
+        self.payout_return_delay_ms = max(0, int(os.environ.get("REVIO_SANDBOX_PAYOUT_RETURN_DELAY_MS") or "3000"))
+        self.payouts: dict[str, dict[str, Any]] = {}
+        self.payouts_by_ref: dict[str, str] = {}
+        # bumped by reset(purchases=True): stale payout plans and payout webhook retries stop
+        self.generation = 0
 
     # -- keys --------------------------------------------------------------
     @staticmethod
@@ -201,7 +319,8 @@ class Sandbox:
     @staticmethod
     def _no_faults() -> dict[str, Any]:
         return {"down": False, "latency_ms": 0, "lose_webhooks": 0,
-                "duplicate_webhooks": 0, "fail_next_api_calls": 0}
+                "duplicate_webhooks": 0, "fail_next_api_calls": 0,
+                "payout_timeout_after_accept": 0}
 
     def get_faults(self) -> dict[str, Any]:
         with self.lock:
@@ -230,6 +349,9 @@ class Sandbox:
             if purchases:
                 self.purchases.clear()
                 self.deliveries.clear()
+                self.generation += 1
+                self.payouts.clear()
+                self.payouts_by_ref.clear()
 
     def api_fault(self) -> ApiError | None:
         """Apply faults to one /api/ call: sleep, then maybe an error to answer."""
@@ -348,17 +470,20 @@ class Sandbox:
         return json.dumps({**purchase, "event_type": event_type}, separators=(",", ":")).encode()
 
     def _log_delivery(self, pid: str, event: str, url: str, attempt: int, kind: str,
-                      status: int | None = None, error: str | None = None, lost: bool = False) -> None:
-        entry = {"purchase_id": pid, "event_type": event, "url": url, "attempt": attempt,
+                      status: int | None = None, error: str | None = None, lost: bool = False,
+                      id_key: str = "purchase_id") -> None:
+        entry = {id_key: pid, "event_type": event, "url": url, "attempt": attempt,
                  "status_code": status, "error": error, "lost": lost, "kind": kind, "at": time.time()}
         with self.lock:
             self.deliveries.append(entry)
         outcome = "lost (fault)" if lost else (status if status is not None else error)
         log(f"webhook {event} {pid} -> {url} attempt {attempt} [{kind}]: {outcome}")
 
-    def list_deliveries(self, pid: str | None) -> list[dict[str, Any]]:
+    def list_deliveries(self, pid: str | None, payout_id: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return [dict(d) for d in self.deliveries if pid is None or d["purchase_id"] == pid]
+            return [dict(d) for d in self.deliveries
+                    if (pid is None or d.get("purchase_id") == pid)
+                    and (payout_id is None or d.get("payout_id") == payout_id)]
 
     def post(self, url: str, body: bytes) -> int:
         """POST a signed body once; returns the HTTP status, raises on connection error."""
@@ -379,57 +504,81 @@ class Sandbox:
             conn.close()
 
     def emit(self, purchase: dict[str, Any], event: str) -> None:
-        """Schedule the deliveries of one event to every target, applying faults."""
-        body = self.webhook_body(purchase, event)
-        for url in self.targets(purchase):
+        """Schedule the deliveries of one purchase event to every target, applying faults."""
+        self._emit(purchase["id"], "purchase_id", self.targets(purchase),
+                   self.webhook_body(purchase, event), event)
+
+    def _emit(self, oid: str, id_key: str, targets: list[str], body: bytes, event: str,
+              generation: int | None = None) -> None:
+        """Schedule the deliveries of one event (body) to every target, applying faults."""
+        for url in targets:
             with self.lock:
                 lose = self.faults["lose_webhooks"] > 0
                 if lose:
                     self.faults["lose_webhooks"] -= 1
                 extra = self.faults["duplicate_webhooks"]
             if lose:
-                self._log_delivery(purchase["id"], event, url, 1, "event", error="lost", lost=True)
+                self._log_delivery(oid, event, url, 1, "event", error="lost", lost=True, id_key=id_key)
                 continue
             for i in range(1 + extra):
                 kind = "event" if i == 0 else "duplicate"
-                threading.Thread(target=self._deliver, args=(purchase["id"], event, url, body, kind),
-                                 daemon=True, name=f"webhook-{purchase['id'][:8]}").start()
+                threading.Thread(target=self._deliver, args=(oid, event, url, body, kind, id_key, generation),
+                                 daemon=True, name=f"webhook-{oid[:8]}").start()
 
-    def _deliver(self, pid: str, event: str, url: str, body: bytes, kind: str) -> None:
+    def _deliver(self, pid: str, event: str, url: str, body: bytes, kind: str,
+                 id_key: str = "purchase_id", generation: int | None = None) -> None:
+        """Send one delivery with retries. With ``generation`` (payouts) it stops quietly
+        once /_sandbox/reset forgot the payouts."""
         for attempt in range(1, self.max_attempts + 1):
+            if generation is not None and self._stale(generation):
+                return
             try:
                 status = self.post(url, body)
-                self._log_delivery(pid, event, url, attempt, kind, status=status)
+                self._log_delivery(pid, event, url, attempt, kind, status=status, id_key=id_key)
                 if 200 <= status < 300:
                     return
             except Exception as e:  # connection refused, timeout, reset, ...
-                self._log_delivery(pid, event, url, attempt, kind, error=f"{type(e).__name__}: {e}")
+                self._log_delivery(pid, event, url, attempt, kind, error=f"{type(e).__name__}: {e}",
+                                   id_key=id_key)
             if attempt < self.max_attempts:
                 delay = self.retry_base_ms * (2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
                 time.sleep(delay / 1000.0)
         log(f"webhook {event} {pid} -> {url}: gave up after {self.max_attempts} attempts")
 
+    def _stale(self, generation: int) -> bool:
+        with self.lock:
+            return generation != self.generation
+
     def manual_deliver(self, pid: str, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict):
             raise ApiError(400, "invalid_request", "body must be a JSON object")
         purchase = self.get_purchase(pid)
+        return self._manual_deliver(
+            purchase, req, "purchase_id", STATUS_EVENTS, self.targets, self.webhook_body,
+            "event_type is required for a purchase in this status",
+            "no webhook target: no success_callback, no REVIO_SANDBOX_WEBHOOK_URL and no url given")
+
+    def _manual_deliver(self, obj: dict[str, Any], req: dict[str, Any], id_key: str,
+                        status_events: dict[str, str], targets_of: Any, body_of: Any,
+                        no_event_msg: str, no_target_msg: str) -> dict[str, Any]:
+        """/deliver for a purchase or a payout (``obj`` is a copy, free to modify)."""
+        pid = obj["id"]
         times, concurrent = req.get("times", 1), bool(req.get("concurrent", False))
         if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1000:
             raise ApiError(400, "invalid_request", "times must be an integer in 1..1000")
         # default event from the stored status, before any override
-        event = req.get("event_type") or STATUS_EVENTS.get(purchase["status"])
+        event = req.get("event_type") or status_events.get(obj["status"])
         if "status" in req:
             if not isinstance(req["status"], str):
                 raise ApiError(400, "invalid_request", "status must be a string")
-            purchase["status"] = req["status"]
+            obj["status"] = req["status"]
         if not isinstance(event, str):
-            raise ApiError(400, "invalid_request", "event_type is required for a purchase in this status")
+            raise ApiError(400, "invalid_request", no_event_msg)
         url = req.get("url")
-        targets = [url] if isinstance(url, str) and url else self.targets(purchase)
+        targets = [url] if isinstance(url, str) and url else targets_of(obj)
         if not targets:
-            raise ApiError(400, "invalid_request", "no webhook target: no success_callback, "
-                           "no REVIO_SANDBOX_WEBHOOK_URL and no url given")
-        body = self.webhook_body(purchase, event)
+            raise ApiError(400, "invalid_request", no_target_msg)
+        body = body_of(obj, event)
         jobs = [t for _ in range(times) for t in targets]
         results: list[dict[str, Any]] = [{} for _ in jobs]
         barrier = threading.Barrier(len(jobs)) if concurrent else None
@@ -443,11 +592,11 @@ class Sandbox:
             try:
                 status = self.post(target, body)
                 results[i] = {"url": target, "status_code": status}
-                self._log_delivery(pid, event, target, 1, "manual", status=status)
+                self._log_delivery(pid, event, target, 1, "manual", status=status, id_key=id_key)
             except Exception as e:
                 err = f"{type(e).__name__}: {e}"
                 results[i] = {"url": target, "status_code": None, "error": err}
-                self._log_delivery(pid, event, target, 1, "manual", error=err)
+                self._log_delivery(pid, event, target, 1, "manual", error=err, id_key=id_key)
 
         if concurrent:
             threads = [threading.Thread(target=run, args=(i, t), daemon=True) for i, t in enumerate(jobs)]
@@ -458,9 +607,233 @@ class Sandbox:
         else:
             for i, t in enumerate(jobs):
                 run(i, t)
-        return {"purchase_id": pid, "event_type": event,
+        return {id_key: pid, "event_type": event,
                 "status_codes": [r.get("status_code") for r in results], "results": results}
 
+    # -- payouts -----------------------------------------------------------
+    def create_payout(self, body: Any) -> tuple[dict[str, Any], bool]:
+        """POST /api/v1/payouts/: (payout, created). created=False: an idempotent replay."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "body must be a JSON object")
+        if body.get("brand_id") != self.brand_id:
+            raise ApiError(400, "invalid_brand", "unknown brand_id", {"brand_id": "does not match this API key's brand"})
+        ref = body.get("reference")
+        if not isinstance(ref, str) or not 1 <= len(ref) <= 64:
+            raise ApiError(400, "validation_error", "invalid payout",
+                           {"reference": "a string of 1 to 64 characters is required"})
+        # idempotent by reference, whatever the rest of the body says
+        with self.lock:
+            known = self.payouts_by_ref.get(ref)
+            if known is not None:
+                return self._payout_public(self._get_payout(known)), False
+
+        fields: dict[str, str] = {}
+        amount = body.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            fields["amount"] = "must be a positive integer in minor units (cents)"
+        if body.get("currency") != "ZAR":
+            fields["currency"] = 'must be "ZAR" (EFT payouts to South African bank accounts)'
+        recipient = body.get("recipient")
+        if not isinstance(recipient, dict):
+            fields["recipient"] = "required object"
+            recipient = {}
+        holder = recipient.get("account_holder")
+        if not isinstance(holder, str) or not holder.strip():
+            fields["recipient.account_holder"] = "required non-empty string"
+        # Never echo, store nor log the account number: keep only its last 4
+        # digits and which magic rule it selects.
+        number = recipient.get("account_number")
+        last4, rule = "", "default"
+        if not isinstance(number, str) or not re.fullmatch(r"[0-9]{6,16}", number):
+            fields["recipient.account_number"] = "must be a string of 6 to 16 digits"
+        else:
+            last4, rule = number[-4:], PAYOUT_ACCOUNT_RULES.get(number, "default")
+        del number
+        branch = recipient.get("branch_code")
+        if not isinstance(branch, str) or not re.fullmatch(r"[0-9]{6}", branch):
+            fields["recipient.branch_code"] = "must be a string of 6 digits"
+        account_type = recipient.get("account_type")
+        if account_type not in PAYOUT_ACCOUNT_TYPES:
+            fields["recipient.account_type"] = 'must be "cheque", "savings" or "transmission"'
+        callback = body.get("callback_url")
+        if callback is not None and (not isinstance(callback, str) or not re.match(r"https?://[^/\s]", callback)):
+            fields["callback_url"] = "must be an http(s) URL"
+        if fields:
+            raise ApiError(400, "validation_error", "invalid payout", fields)
+
+        now, mono = time.time(), time.monotonic()
+        decide_s = self.payout_delay_ms / 1000.0
+        offsets = {"decide": decide_s, "return": decide_s + self.payout_return_delay_ms / 1000.0}
+        steps = [{"status": st, "failure_reason": reason, "due_mono": mono + offsets[when],
+                  "due_wall": now + offsets[when], "applied": False, "emitted": False}
+                 for st, reason, when in PAYOUT_PLANS[rule]]
+        rec: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "type": "payout",
+            "status": "pending",
+            "reference": ref,
+            "amount": amount,
+            "currency": "ZAR",
+            "recipient": {"account_holder": holder, "account_number_masked": "xxxxx" + last4,
+                          "branch_code": branch, "account_type": account_type},
+            "failure_reason": None,
+            "created_on": int(now),
+            "updated_on": int(now),
+            "_rule": rule,
+            "_callback_url": callback,
+            "_steps": steps,
+            "_plan": 0,  # bumped by settle: the running plan thread stops
+        }
+        with self.lock:
+            known = self.payouts_by_ref.get(ref)  # a concurrent first POST won the race
+            if known is not None:
+                return self._payout_public(self._get_payout(known)), False
+            self.payouts[rec["id"]] = rec
+            self.payouts_by_ref[ref] = rec["id"]
+            out = self._payout_public(rec)
+            generation = self.generation
+        self._start_payout_plan(rec["id"], 0, generation)
+        return out, True
+
+    def _start_payout_plan(self, payout_id: str, plan: int, generation: int) -> None:
+        threading.Thread(target=self._run_payout_plan, args=(payout_id, plan, generation),
+                         daemon=True, name=f"payout-{payout_id[:8]}").start()
+
+    def _live_payout(self, payout_id: str, plan: int, generation: int) -> dict[str, Any] | None:
+        """Under the lock: the payout if its automatic plan still runs, else None."""
+        rec = self.payouts.get(payout_id)
+        if rec is None or generation != self.generation or rec["_plan"] != plan:
+            return None
+        return rec
+
+    def _run_payout_plan(self, payout_id: str, plan: int, generation: int) -> None:
+        """Background thread: apply each automatic transition at its time and send its webhook
+        (unless a read already applied it: then only the webhook is still owed)."""
+        i = 0
+        while True:
+            with self.lock:
+                rec = self._live_payout(payout_id, plan, generation)
+                if rec is None or i >= len(rec["_steps"]):
+                    return
+                due = rec["_steps"][i]["due_mono"]
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            with self.lock:
+                rec = self._live_payout(payout_id, plan, generation)
+                if rec is None:
+                    return
+                self._settle_payout(rec, upto=i)
+                step = rec["_steps"][i]
+                owed = not step["emitted"]
+                step["emitted"] = True
+                # the payout as this transition left it (a read may have gone further already)
+                snapshot = {**self._payout_public(rec), "status": step["status"],
+                            "failure_reason": step["failure_reason"], "updated_on": int(step["due_wall"])}
+                callback = rec["_callback_url"]
+            if owed:
+                self._emit_payout(snapshot, callback, PAYOUT_STATUS_EVENTS[step["status"]], generation)
+            i += 1
+
+    @staticmethod
+    def _settle_payout(rec: dict[str, Any], upto: int = -1) -> None:
+        """Under the lock: apply the automatic transitions that are due (and all up to index
+        ``upto``), so reads show the final state even before the background thread ran."""
+        now = time.monotonic()
+        for i, step in enumerate(rec["_steps"]):
+            if step["applied"]:
+                continue
+            if i > upto and now < step["due_mono"]:
+                break
+            rec["status"], rec["failure_reason"] = step["status"], step["failure_reason"]
+            rec["updated_on"] = int(step["due_wall"])  # when it happened, whoever noticed first
+            step["applied"] = True
+
+    @staticmethod
+    def _payout_public(rec: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({k: rec[k] for k in PAYOUT_FIELDS}))
+
+    def _payout_control(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Under the lock: the payout plus what only the sandbox knows (never the account number)."""
+        return {**self._payout_public(rec), "sandbox": {
+            "rule": rec["_rule"],
+            "callback_url": rec["_callback_url"],
+            "pending_transitions": [{"status": s["status"], "failure_reason": s["failure_reason"],
+                                     "at": s["due_wall"]} for s in rec["_steps"] if not s["applied"]],
+        }}
+
+    def _get_payout(self, payout_id: str) -> dict[str, Any]:
+        """Under the lock: the stored record, settled."""
+        rec = self.payouts.get(payout_id)
+        if rec is None:
+            raise ApiError(404, "not_found", "no such payout")
+        self._settle_payout(rec)
+        return rec
+
+    def get_payout(self, payout_id: str, control: bool = False) -> dict[str, Any]:
+        with self.lock:
+            rec = self._get_payout(payout_id)
+            return self._payout_control(rec) if control else self._payout_public(rec)
+
+    def find_payouts(self, ref: str | None, control: bool = False) -> dict[str, Any]:
+        """{"results": [...]}: the payout with this reference (0 or 1), or all (ref None)."""
+        with self.lock:
+            if ref is None:
+                ids = list(self.payouts)
+            else:
+                known = self.payouts_by_ref.get(ref)
+                ids = [known] if known is not None else []
+            recs = [self._get_payout(i) for i in ids]
+            return {"results": [self._payout_control(r) if control else self._payout_public(r) for r in recs]}
+
+    def settle_payout(self, payout_id: str, req: Any) -> dict[str, Any]:
+        """/_sandbox/payouts/<id>/settle: set a final state now, cancel the automatic plan,
+        send the webhook of that state."""
+        if not isinstance(req, dict):
+            raise ApiError(400, "invalid_request", "body must be a JSON object")
+        status = req.get("status")
+        if status not in PAYOUT_REASONS:
+            raise ApiError(400, "invalid_request", 'status must be "paid", "unpaid", "rejected" or "returned"')
+        reason = req.get("failure_reason", PAYOUT_REASONS[status])
+        if reason is not None and not isinstance(reason, str):
+            raise ApiError(400, "invalid_request", "failure_reason must be a string or null")
+        with self.lock:
+            rec = self._get_payout(payout_id)
+            rec["_plan"] += 1
+            rec["_steps"] = []
+            rec["status"], rec["failure_reason"] = status, reason
+            rec["updated_on"] = int(time.time())
+            snapshot = self._payout_public(rec)
+            out = self._payout_control(rec)
+            callback, generation = rec["_callback_url"], self.generation
+        self._emit_payout(snapshot, callback, PAYOUT_STATUS_EVENTS[status], generation)
+        return out
+
+    def payout_targets(self, callback: str | None) -> list[str]:
+        return [u for u in (callback, self.webhook_url) if u]
+
+    def _emit_payout(self, payout: dict[str, Any], callback: str | None, event: str, generation: int) -> None:
+        self._emit(payout["id"], "payout_id", self.payout_targets(callback),
+                   self.webhook_body(payout, event), event, generation)
+
+    def manual_deliver_payout(self, payout_id: str, req: Any) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            raise ApiError(400, "invalid_request", "body must be a JSON object")
+        with self.lock:
+            rec = self._get_payout(payout_id)
+            payout, callback = self._payout_public(rec), rec["_callback_url"]
+        return self._manual_deliver(
+            payout, req, "payout_id", PAYOUT_STATUS_EVENTS, lambda _p: self.payout_targets(callback),
+            self.webhook_body, "event_type is required for a payout in this status",
+            "no webhook target: no callback_url, no REVIO_SANDBOX_WEBHOOK_URL and no url given")
+
+    def take_payout_timeout(self) -> bool:
+        """Consume one payout_timeout_after_accept, if set."""
+        with self.lock:
+            if self.faults["payout_timeout_after_accept"] > 0:
+                self.faults["payout_timeout_after_accept"] -= 1
+                return True
+            return False
 
 # -- HTML -------------------------------------------------------------------
 def money(minor: int, currency: str) -> str:
@@ -498,6 +871,8 @@ PURCHASE_RE = re.compile(r"^/api/v1/purchases/([0-9a-fA-F-]{1,64})(?:/(cancel|re
 CHECKOUT_RE = re.compile(r"^/p/([0-9a-fA-F-]{1,64})/?(pay|decline)?/?$")
 SANDBOX_PURCHASE_RE = re.compile(
     r"^/_sandbox/purchases/([0-9a-fA-F-]{1,64})(?:/(pay|decline|refund|chargeback|expire|deliver|sign))?/?$")
+PAYOUT_RE = re.compile(r"^/api/v1/payouts/([0-9a-fA-F-]{1,64})/?$")
+SANDBOX_PAYOUT_RE = re.compile(r"^/_sandbox/payouts/([0-9a-fA-F-]{1,64})(?:/(deliver|settle))?/?$")
 
 
 class Server(ThreadingHTTPServer):
@@ -573,7 +948,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         try:
             if path.startswith("/api/"):
-                self._api(method, path, raw)
+                self._api(method, path, raw, urllib.parse.parse_qs(url.query))
             elif path.startswith("/_sandbox/"):
                 self._control(method, path, urllib.parse.parse_qs(url.query), raw)
             elif path.startswith("/p/"):
@@ -590,7 +965,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": "sandbox_bug", "message": f"{type(e).__name__}: {e}"})
 
     # merchant API
-    def _api(self, method: str, path: str, raw: bytes) -> None:
+    def _api(self, method: str, path: str, raw: bytes, query: dict[str, list[str]]) -> None:
         sb = self.sandbox
         fault = sb.api_fault()
         if fault:
@@ -618,7 +993,41 @@ class Handler(BaseHTTPRequestHandler):
             else:  # cancel, refund
                 self._json(200, sb.transition(pid, action))
             return
+        if path.rstrip("/") == "/api/v1/payouts":
+            if method == "POST":
+                self._create_payout(raw)
+            elif method == "GET":
+                ref = (query.get("reference") or [None])[0]
+                if ref is None:
+                    raise ApiError(400, "invalid_request", "the reference query parameter is required")
+                self._json(200, sb.find_payouts(ref))
+            else:
+                raise ApiError(405, "method_not_allowed", "use POST or GET")
+            return
+        m = PAYOUT_RE.match(path)
+        if m:
+            if method != "GET":
+                raise ApiError(405, "method_not_allowed", "use GET")
+            self._json(200, sb.get_payout(m.group(1)))
+            return
         raise ApiError(404, "not_found", "no such endpoint")
+
+    def _create_payout(self, raw: bytes) -> None:
+        sb = self.sandbox
+        payout, created = sb.create_payout(self._body_json(raw))
+        status = 201 if created else 200
+        if sb.take_payout_timeout():
+            # Revio accepted (and scheduled) the payout, but the answer comes too late
+            log(f"POST /api/v1/payouts/ {status}: holding the answer {PAYOUT_TIMEOUT_SLEEP_S:g} s "
+                "(payout_timeout_after_accept)")
+            time.sleep(PAYOUT_TIMEOUT_SLEEP_S)
+            try:
+                self._json(status, payout)
+            except OSError as e:  # the client gave up long ago
+                self.close_connection = True
+                log(f"POST /api/v1/payouts/ {status}: client gone ({type(e).__name__})")
+            return
+        self._json(status, payout)
 
     # hosted checkout
     def _checkout(self, method: str, path: str) -> None:
@@ -658,9 +1067,25 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"faults": sb.get_faults()})
         elif p == "/_sandbox/deliveries" and method == "GET":
             pid = (query.get("purchase_id") or [None])[0]
-            self._json(200, sb.list_deliveries(pid))
+            payout_id = (query.get("payout_id") or [None])[0]
+            self._json(200, sb.list_deliveries(pid, payout_id))
         elif p == "/_sandbox/sign" and method == "POST":
             self._json(200, {"signature": sb.sign(raw)})
+        elif p == "/_sandbox/payouts" and method == "GET":
+            self._json(200, sb.find_payouts((query.get("reference") or [None])[0], control=True))
+        elif p.startswith("/_sandbox/payouts/"):
+            m = SANDBOX_PAYOUT_RE.match(path)
+            if not m:
+                raise ApiError(404, "not_found", "no such sandbox endpoint")
+            payout_id, action = m.group(1), m.group(2)
+            if action is None and method == "GET":
+                self._json(200, sb.get_payout(payout_id, control=True))
+            elif method != "POST" or action is None:
+                raise ApiError(405, "method_not_allowed", "use POST")
+            elif action == "settle":
+                self._json(200, sb.settle_payout(payout_id, self._body_json(raw)))
+            else:  # deliver
+                self._json(200, sb.manual_deliver_payout(payout_id, self._body_json(raw)))
         else:
             m = SANDBOX_PURCHASE_RE.match(path)
             if not m:

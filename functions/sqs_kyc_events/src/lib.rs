@@ -20,6 +20,7 @@ impl SqsFunction for Function {
     }
 
     async fn handle_message(&self, message: &SqsMessage) -> Result<(), MessageError> {
-        self.kyc.process(message.body.as_deref().unwrap_or("")).await
+        let receives = message.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        self.kyc.process(message.body.as_deref().unwrap_or(""), receives).await
     }
 }

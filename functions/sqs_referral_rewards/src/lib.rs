@@ -3,21 +3,26 @@
 
 use purse::config::InitError;
 use purse::runtime::{InitContext, MessageError, SqsFunction, SqsMessage};
-use purse::service::referrals::{self, RewardRules};
+use purse::service::referrals::{self, RewardRules, RewardsRelay};
 use purse::store::Table;
 
 /// The `sqs_referral_rewards` Lambda function.
 pub struct Function {
     table: Table,
     rules: RewardRules,
+    relay: RewardsRelay,
 }
 
 impl SqsFunction for Function {
     async fn init(ctx: &InitContext) -> Result<Self, InitError> {
-        Ok(Self { table: Table::from_env(&ctx.env, &ctx.aws)?, rules: RewardRules::from_env(&ctx.env)? })
+        Ok(Self {
+            table: Table::from_env(&ctx.env, &ctx.aws)?,
+            rules: RewardRules::from_env(&ctx.env)?,
+            relay: RewardsRelay::from_env(&ctx.env, &ctx.aws)?,
+        })
     }
 
     async fn handle_message(&self, message: &SqsMessage) -> Result<(), MessageError> {
-        referrals::process(&self.table, &self.rules, message.body.as_deref().unwrap_or("")).await
+        referrals::process(&self.table, &self.rules, &self.relay, message.body.as_deref().unwrap_or("")).await
     }
 }

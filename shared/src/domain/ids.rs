@@ -94,6 +94,10 @@ prefixed_id!(
     /// One KYC verification attempt (`client_ref` at the provider).
     KycId, "kyc_"
 );
+prefixed_id!(
+    /// A bank account a user may withdraw to.
+    BankAccountId, "bac_"
+);
 
 #[cfg(test)]
 mod tests {

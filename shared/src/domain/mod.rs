@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about DynamoDB, SQS or HTTP.
 
+pub mod bank;
 pub mod ids;
 pub mod kyc;
 pub mod user;

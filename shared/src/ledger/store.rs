@@ -140,6 +140,11 @@ impl Quota {
     /// The sort key of every counter item.
     pub const SK: &'static str = "QUOTA";
 
+    /// A user's withdrawals on one UTC day (`YYYY-MM-DD`), kept three days.
+    pub fn daily_withdrawals(user: &UserId, day: &str, limit: Decimal) -> Self {
+        Self { key: format!("WDCAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
+    }
+
     /// A user's deposits on one UTC day (`YYYY-MM-DD`), kept three days.
     pub fn daily_deposits(user: &UserId, day: &str, limit: Decimal) -> Self {
         Self { key: format!("DEPCAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
@@ -220,6 +225,8 @@ pub fn transaction_from_item(item: &Item) -> Result<Transaction, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("transaction item: {what}"));
     let currency = Currency::parse(item.str("currency")?).ok_or_else(|| corrupt("currency"))?;
     Ok(Transaction {
+        payout_state: item.opt_str("payout_state").map(str::to_owned),
+        bank_account_id: item.opt_str("bank_account_id").map(str::to_owned),
         id: TransactionId::parse(item.str("transaction_id")?).map_err(|_| corrupt("transaction_id"))?,
         user_id: UserId::parse(item.str("user_id")?).map_err(|_| corrupt("user_id"))?,
         kind: TransactionType::parse(item.str("type")?).ok_or_else(|| corrupt("type"))?,
@@ -454,6 +461,20 @@ pub struct NewHold {
 /// [`LedgerError::InsufficientFunds`], [`LedgerError::WalletRestricted`],
 /// [`LedgerError::AccountMissing`], [`LedgerError::Duplicate`].
 pub async fn hold(table: &Table, new: &NewHold) -> Result<Transaction, LedgerError> {
+    hold_with(table, new, None, Vec::new()).await
+}
+
+/// [`hold`], counted against `quota` in the same write when one is given, with `attributes`
+/// kept on the movement (such as the bank account a withdrawal pays to).
+///
+/// # Errors
+/// As [`hold`], and [`LedgerError::LimitExceeded`] when the quota is spent.
+pub async fn hold_with(
+    table: &Table,
+    new: &NewHold,
+    quota: Option<&Quota>,
+    attributes: Vec<(&str, AttributeValue)>,
+) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
     let movement = NewTransaction {
         id: new.id.clone(),
@@ -466,18 +487,27 @@ pub async fn hold(table: &Table, new: &NewHold) -> Result<Transaction, LedgerErr
         description: new.description.clone(),
         reference: new.reference.clone(),
     };
-    let item = transaction_item(&movement, TransactionStatus::Pending, true, &now);
+    let mut item = transaction_item(&movement, TransactionStatus::Pending, true, &now);
+    for (name, value) in attributes {
+        item.insert(name.to_owned(), value);
+    }
+    if let Some(q) = quota {
+        item.insert("quota_key".into(), s(&q.key));
+    }
     let tx = transaction_from_item(&item)?;
-    let items = vec![
+    let mut items = vec![
         put_new(table, item)?,
         wallet_update(table, &new.user_id, WalletMove::Hold, new.amount, new.currency, &now)?,
     ];
+    if let Some(q) = quota {
+        items.push(q.charge(table, new.amount)?);
+    }
     match transact(table, items).await {
         Ok(()) => Ok(tx),
         Err(e) => Err(explain_short(
             table,
             &new.user_id,
-            refusal(e, &[LedgerError::Duplicate, LedgerError::InsufficientFunds]),
+            refusal(e, &[LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::LimitExceeded]),
         )
         .await),
     }
@@ -693,6 +723,21 @@ pub async fn post_with(
 /// # Errors
 /// [`LedgerError::AlreadyFinal`] for a COMPLETED movement, [`LedgerError::NotFound`].
 pub async fn fail(table: &Table, id: &TransactionId, reason: &str) -> Result<Settled, LedgerError> {
+    fail_when(table, id, reason, None).await
+}
+
+/// [`fail`], only while `condition` (an extra condition on the movement's item, such as "its
+/// payout was not submitted") also holds.
+///
+/// # Errors
+/// As [`fail`], and [`LedgerError::ConditionFailed`] when the movement is PENDING but
+/// `condition` does not hold.
+pub async fn fail_when(
+    table: &Table,
+    id: &TransactionId,
+    reason: &str,
+    condition: Option<&str>,
+) -> Result<Settled, LedgerError> {
     let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
     match tx.status {
         TransactionStatus::Failed => return Ok(Settled { transaction: tx, changed: false }),
@@ -704,7 +749,10 @@ pub async fn fail(table: &Table, id: &TransactionId, reason: &str) -> Result<Set
         .table_name(&table.name)
         .set_key(Some(transaction_key(id)))
         .update_expression("SET #status = :failed, failure_reason = :reason, updated_at = :now REMOVE gsi2pk, gsi2sk")
-        .condition_expression("#status = :pending")
+        .condition_expression(match condition {
+            Some(extra) => format!("#status = :pending AND ({extra})"),
+            None => "#status = :pending".to_owned(),
+        })
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":failed", s(TransactionStatus::Failed.as_str()))
         .expression_attribute_values(":pending", s(TransactionStatus::Pending.as_str()))
@@ -731,6 +779,7 @@ pub async fn fail(table: &Table, id: &TransactionId, reason: &str) -> Result<Set
             let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
             match now_tx.status {
                 TransactionStatus::Failed => Ok(Settled { transaction: now_tx, changed: false }),
+                TransactionStatus::Pending => Err(LedgerError::ConditionFailed),
                 other => Err(LedgerError::AlreadyFinal(other)),
             }
         }

@@ -18,11 +18,13 @@ pub enum TransactionType {
     Adjustment,
     /// Money Revio took back after a deposit (refund, chargeback), or its later recovery.
     Reversal,
+    /// A paid-out withdrawal the bank returned: the amount credited back to the wallet.
+    WithdrawalReversal,
 }
 
 impl TransactionType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [TransactionType; 8] = [
+    pub const ALL: [TransactionType; 9] = [
         TransactionType::Deposit,
         TransactionType::Withdrawal,
         TransactionType::GameFee,
@@ -31,6 +33,7 @@ impl TransactionType {
         TransactionType::CallCharge,
         TransactionType::Adjustment,
         TransactionType::Reversal,
+        TransactionType::WithdrawalReversal,
     ];
 
     /// The stored and sent name (`DEPOSIT`, ...).
@@ -44,6 +47,7 @@ impl TransactionType {
             TransactionType::CallCharge => "CALL_CHARGE",
             TransactionType::Adjustment => "ADJUSTMENT",
             TransactionType::Reversal => "REVERSAL",
+            TransactionType::WithdrawalReversal => "WITHDRAWAL_REVERSAL",
         }
     }
 
@@ -167,4 +171,9 @@ pub struct Transaction {
     pub reversed_by: Option<TransactionId>,
     /// Why it was reversed (`refunded`, `chargeback`).
     pub reversal_reason: Option<String>,
+    /// A withdrawal's payout at Revio: `SUBMITTING`, `SUBMITTED`, `STUCK` (retries exhausted,
+    /// an operator must look), absent before the worker took it.
+    pub payout_state: Option<String>,
+    /// The bank account a withdrawal pays to.
+    pub bank_account_id: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! The HTTP client of Revio's merchant API.
 
+mod payouts;
+
 use super::purchase::CreateBody;
 use super::{json_error_kind, NewPurchase, Purchase, RetryPolicy, RevioError};
 use crate::config::{Env, InitError};

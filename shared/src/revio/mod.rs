@@ -19,11 +19,13 @@
 //! Locally, `tools/sandbox/revio.py` plays Revio (see its docstring), including outages on demand.
 
 mod client;
+pub mod payout;
 mod purchase;
 mod retry;
 mod signature;
 
 pub use client::{RevioClient, RevioConfig};
+pub use payout::{NewPayout, Payout, PayoutStatus, Recipient};
 pub use purchase::{NewPurchase, Purchase, PurchaseStatus};
 pub use retry::RetryPolicy;
 pub use signature::{KeyError, WebhookVerifier, MIN_KEY_BITS};

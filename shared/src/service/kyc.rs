@@ -129,8 +129,23 @@ pub enum KycMessage {
     /// The provider's webhook said this check has a result.
     Webhook { delivery_id: String, kyc_id: KycId, reference: String },
     /// Ask the provider (the `poll`-th time) whether the check has a result.
-    FollowUp { kyc_id: KycId, poll: u32 },
+    FollowUp {
+        kyc_id: KycId,
+        poll: u32,
+        /// How often this follow-up already found no attempt (it is queued before the attempt
+        /// is written, so it may arrive first): looked for once more, then dropped.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        missing_checks: u32,
+    },
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Receives of one KYC queue message before SQS parks it in the dead-letter queue (the
+/// template's `maxReceiveCount`): on the last one a still-undecided attempt goes to a person.
+pub const KYC_QUEUE_MAX_RECEIVES: u32 = 5;
 
 /// Timing of the follow-ups.
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +189,7 @@ impl<P: KycProvider> KycService<P> {
             table: Table::from_env(env, aws)?,
             provider,
             keys: PiiKeys::from_env(env, aws).await?,
-            sqs: aws_sdk_sqs::Client::new(aws),
+            sqs: crate::store::sqs_client(aws),
             queue_url: env.require("KYC_EVENTS_QUEUE_URL")?,
             callback_url: env.require("KYC_WEBHOOK_URL")?,
             follow_ups: FollowUps {
@@ -271,13 +286,20 @@ impl<P: KycProvider> KycService<P> {
     }
 
     async fn follow_up(&self, id: &KycId, poll: u32) -> Result<(), String> {
-        let body =
-            serde_json::to_string(&KycMessage::FollowUp { kyc_id: id.clone(), poll }).map_err(|e| e.to_string())?;
+        self.queue_follow_up(
+            &KycMessage::FollowUp { kyc_id: id.clone(), poll, missing_checks: 0 },
+            self.follow_ups.delay(poll),
+        )
+        .await
+    }
+
+    async fn queue_follow_up(&self, message: &KycMessage, delay: i32) -> Result<(), String> {
+        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .delay_seconds(self.follow_ups.delay(poll))
+            .delay_seconds(delay)
             .send()
             .await
             .map_err(|e| {
@@ -288,7 +310,7 @@ impl<P: KycProvider> KycService<P> {
 
     async fn announce_reward(&self, user: &UserId, referred: bool) {
         if let Some(relay) = &self.relay {
-            after_verification(&self.table, relay, user, referred).await;
+            after_verification(relay, user, referred).await;
         }
     }
 
@@ -299,14 +321,30 @@ impl<P: KycProvider> KycService<P> {
     /// A [`MessageError`] (the message is redelivered, and parked in the DLQ after its last
     /// attempt) when the provider or storage failed, or the provider does not yet confirm a
     /// result its webhook announced.
-    pub async fn process(&self, body: &str) -> Result<(), MessageError> {
+    pub async fn process(&self, body: &str, receive_count: u32) -> Result<(), MessageError> {
         let message: KycMessage =
             serde_json::from_str(body).map_err(|e| MessageError(format!("unreadable KYC message: {e}")))?;
         let (kyc_id, delivery, poll) = match &message {
             KycMessage::Webhook { delivery_id, kyc_id, .. } => (kyc_id, Some(delivery_id.as_str()), None),
-            KycMessage::FollowUp { kyc_id, poll } => (kyc_id, None, Some(*poll)),
+            KycMessage::FollowUp { kyc_id, poll, .. } => (kyc_id, None, Some(*poll)),
         };
-        let result = self.apply(kyc_id, &message, poll).await;
+        let mut result = self.apply(kyc_id, &message, poll).await;
+        if let (Err(e), true) = (&result, receive_count >= KYC_QUEUE_MAX_RECEIVES) {
+            // The last delivery before the dead-letter queue: the attempt must not wait forever.
+            if let Ok(Some(attempt)) = kyc::get(&self.table, kyc_id).await {
+                if kyc::mark_for_review(&self.table, &attempt, "provider_unreachable").await.unwrap_or(false) {
+                    tracing::warn!(kyc_id = %kyc_id, error = %e.0, "KYC result could not be fetched; handed to a person");
+                    crate::metrics::count("KycReviewsOpened", 1);
+                }
+            }
+        }
+        if let (Ok("UNKNOWN_ATTEMPT"), KycMessage::FollowUp { kyc_id, poll, missing_checks: 0 }) = (&result, &message) {
+            // Queued before its attempt was written: look once more, after the write's budget.
+            let again = KycMessage::FollowUp { kyc_id: kyc_id.clone(), poll: *poll, missing_checks: 1 };
+            if let Err(e) = self.queue_follow_up(&again, 10).await {
+                result = Err(MessageError(e));
+            }
+        }
         if let Some(delivery) = delivery {
             let (outcome, detail) = match &result {
                 Ok(o) => (*o, None),
@@ -388,13 +426,12 @@ impl<P: KycProvider> KycService<P> {
 /// What a verification announces at once (both are also recorded in its own write, for the
 /// scheduled relay): the user's own referral, when they were referred, and the referrals the
 /// user made, which may have waited for their verification.
-async fn after_verification(table: &Table, relay: &RewardsRelay, user: &UserId, referred: bool) {
+async fn after_verification(relay: &RewardsRelay, user: &UserId, referred: bool) {
     if referred {
         relay.notify(user).await;
     }
-    if let Err(e) = relay.referrer_verified(table, user).await {
-        tracing::warn!(user_id = %user, error = %e, "referrals waiting for this verification not announced now; the scheduled relay will");
-    }
+    // One message, however many referrals the user made: the rewards consumer looks at them.
+    relay.notify_verified_referrer(user).await;
 }
 
 /// An attempt as an administrator sees it (masked PAN only).
@@ -494,7 +531,7 @@ pub async fn resolve(
         Finished::Applied => {
             tracing::info!(kyc_id = %id, admin_id = %admin, user_id = %attempt.user_id, decision = %input.decision, "KYC decided by an administrator");
             if let (Decision::Verified, Some(relay)) = (&decision, relay) {
-                after_verification(table, relay, &attempt.user_id, attempt.referred).await;
+                after_verification(relay, &attempt.user_id, attempt.referred).await;
             }
         }
         Finished::AlreadyFinal(s) => {
@@ -583,7 +620,7 @@ mod tests {
 
     #[test]
     fn queue_messages_carry_identifiers_only() {
-        let m = KycMessage::FollowUp { kyc_id: KycId::generate(), poll: 2 };
+        let m = KycMessage::FollowUp { kyc_id: KycId::generate(), poll: 2, missing_checks: 0 };
         let text = serde_json::to_string(&m).unwrap();
         assert!(text.starts_with(r#"{"kind":"follow_up","kyc_id":"kyc_"#), "{text}");
         assert_eq!(serde_json::from_str::<KycMessage>(&text).unwrap(), m);

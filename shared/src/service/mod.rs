@@ -4,6 +4,7 @@
 //! that decides the HTTP status and stable code for each case.
 
 pub mod accounts;
+pub mod bank_accounts;
 pub mod cases;
 pub mod deposits;
 pub mod history;
@@ -12,3 +13,4 @@ pub mod referrals;
 pub mod settlement;
 pub mod views;
 pub mod webhooks;
+pub mod withdrawals;

@@ -44,6 +44,13 @@ pub struct RewardEvent {
     pub referee_id: UserId,
 }
 
+/// The message announcing that a user verified: their own referrals (as referrer) may be owed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferrerVerified {
+    pub verified_referrer_id: UserId,
+}
+
 /// Announces reward events on the rewards queue.
 #[derive(Debug, Clone)]
 pub struct RewardsRelay {
@@ -57,7 +64,7 @@ impl RewardsRelay {
     /// # Errors
     /// [`InitError::MissingEnv`].
     pub fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        Ok(Self { sqs: aws_sdk_sqs::Client::new(aws), queue_url: env.require("REWARDS_QUEUE_URL")? })
+        Ok(Self { sqs: crate::store::sqs_client(aws), queue_url: env.require("REWARDS_QUEUE_URL")? })
     }
 
     /// The relay, when the function is configured with one.
@@ -73,8 +80,22 @@ impl RewardsRelay {
         }
     }
 
+    /// Announces that `user` verified, for the rewards consumer to look at their referrals
+    /// (one message, whatever their number). Best effort: the verification's marker stays for
+    /// the scheduled relay.
+    pub async fn notify_verified_referrer(&self, user: &UserId) {
+        let body = serde_json::to_string(&ReferrerVerified { verified_referrer_id: user.clone() }).unwrap_or_default();
+        if let Err(e) = self.send_body(body).await {
+            tracing::warn!(user_id = %user, error = %e, "referrer verification not announced now; the scheduled relay will");
+        }
+    }
+
     async fn send(&self, referee: &UserId) -> Result<(), String> {
         let body = serde_json::to_string(&RewardEvent { referee_id: referee.clone() }).map_err(|e| e.to_string())?;
+        self.send_body(body).await
+    }
+
+    async fn send_body(&self, body: String) -> Result<(), String> {
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
@@ -105,15 +126,16 @@ impl RewardsRelay {
         Ok(announced)
     }
 
-    /// Marks due and announces `referrer`'s PENDING referrals whose referee has both deposited
-    /// and verified.
+    /// Marks due and announces `referrer`'s PENDING referrals.
     async fn announce_owed(&self, table: &Table, referrer: &UserId) -> Result<usize, StoreError> {
         let mut after = None;
         let mut announced = 0;
         loop {
             let (items, next) = referrals::of_referrer(table, referrer, 100, after).await?;
             for r in items {
-                if r.status == "PENDING" && r.first_deposit_txn.is_some() && r.kyc_verified_at.is_some() {
+                // Every PENDING one, whatever the index says of its facts: index reads may lag
+                // behind, and the reward re-checks everything with consistent reads.
+                if r.status == "PENDING" {
                     referrals::mark_due(table, &r.referee).await?;
                     self.notify(&r.referee).await;
                     announced += 1;
@@ -206,7 +228,15 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
     if referral.status != "PENDING" {
         return waiting(RewardOutcome::AlreadyCompleted).await;
     }
-    if referral.first_deposit_txn.is_none() {
+    let Some(first_deposit) = referral.first_deposit_txn.as_deref() else {
+        return waiting(RewardOutcome::WaitingForDeposit).await;
+    };
+    // A first deposit taken back (refund, chargeback) does not count: forget it, so that the
+    // referee's next completed deposit does.
+    let deposit_id =
+        TransactionId::parse(first_deposit).map_err(|_| StoreError::Corrupt("first_deposit_txn".into()))?;
+    if ledger::get_transaction(table, &deposit_id).await?.is_some_and(|d| d.reversed_by.is_some()) {
+        referrals::forget_first_deposit(table, referee, first_deposit).await?;
         return waiting(RewardOutcome::WaitingForDeposit).await;
     }
     if referral.kyc_verified_at.is_none() {
@@ -236,6 +266,9 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
         ),
         reference: Some(referral.referral_id.clone()),
     };
+    if rules.max_rewards_per_referrer == 0 {
+        return close_at_cap(table, &referral).await;
+    }
     let complete = referrals::complete(table, referee, "rewarded", Some((&id, rules.amount.value())))?;
     match ledger::transfer_counted(table, &new, vec![complete], Some(&counter(rules))).await {
         Ok(_) => {
@@ -245,18 +278,35 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
         }
         Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => Ok(RewardOutcome::AlreadyCompleted),
         Err(LedgerError::LimitExceeded) => {
-            let closing = referrals::complete(table, referee, "cap_reached", None)?;
-            match transact(table, vec![closing]).await {
-                Ok(()) => {
-                    tracing::info!(referee_id = %referee, referrer_id = %referral.referrer, "referrer reached the reward cap; referral completed without a reward");
-                    Ok(RewardOutcome::CapReached)
-                }
-                Err(TransactError::Refused(_)) => Ok(RewardOutcome::AlreadyCompleted),
-                Err(TransactError::Store(e)) => Err(e),
+            // The counted credit was refused: the cap, unless the wallet is missing or in
+            // another currency (a bug, never a reason to close the referral).
+            let wallet =
+                crate::store::get_item(table, ledger::account_key(&AccountId::wallet(&referral.referrer))).await?;
+            let count = wallet.as_ref().and_then(|w| w.opt_int("referral_rewards")).unwrap_or(0);
+            if wallet.is_some() && count >= i64::from(rules.max_rewards_per_referrer) {
+                close_at_cap(table, &referral).await
+            } else {
+                Err(StoreError::Corrupt(format!(
+                    "the referrer's wallet refused the reward credit (referral {})",
+                    referral.referral_id
+                )))
             }
         }
         Err(LedgerError::Store(e)) => Err(e),
         Err(other) => Err(StoreError::Dynamo(format!("referral reward refused: {other}"))),
+    }
+}
+
+/// Completes a referral without a reward: its referrer has reached the cap.
+async fn close_at_cap(table: &Table, referral: &Referral) -> Result<RewardOutcome, StoreError> {
+    let closing = referrals::complete(table, &referral.referee, "cap_reached", None)?;
+    match transact(table, vec![closing]).await {
+        Ok(()) => {
+            tracing::info!(referee_id = %referral.referee, referrer_id = %referral.referrer, "referrer reached the reward cap; referral completed without a reward");
+            Ok(RewardOutcome::CapReached)
+        }
+        Err(TransactError::Refused(_)) => Ok(RewardOutcome::AlreadyCompleted),
+        Err(TransactError::Store(e)) => Err(e),
     }
 }
 
@@ -265,7 +315,15 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
 /// # Errors
 /// A [`MessageError`] (redelivered, then parked in the DLQ) when the message is unreadable or
 /// storage failed.
-pub async fn process(table: &Table, rules: &RewardRules, body: &str) -> Result<(), MessageError> {
+pub async fn process(table: &Table, rules: &RewardRules, relay: &RewardsRelay, body: &str) -> Result<(), MessageError> {
+    if let Ok(verified) = serde_json::from_str::<ReferrerVerified>(body) {
+        let announced = relay
+            .referrer_verified(table, &verified.verified_referrer_id)
+            .await
+            .map_err(|e| MessageError(e.to_string()))?;
+        tracing::info!(referrer_id = %verified.verified_referrer_id, announced, "referrals of a newly verified referrer announced");
+        return Ok(());
+    }
     let event: RewardEvent =
         serde_json::from_str(body).map_err(|e| MessageError(format!("unreadable reward event: {e}")))?;
     let outcome = pay_reward(table, rules, &event.referee_id).await.map_err(|e| MessageError(e.to_string()))?;

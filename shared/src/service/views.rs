@@ -21,6 +21,12 @@ pub struct TransactionView {
     pub failure_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout_url: Option<String>,
+    /// A withdrawal's payout: `SUBMITTING`, `SUBMITTED`, or `STUCK` (an operator is looking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_status: Option<String>,
+    /// The bank account a withdrawal pays to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank_account_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
@@ -52,6 +58,8 @@ impl TransactionView {
             checkout_url: (tx.status == crate::ledger::TransactionStatus::Pending)
                 .then(|| tx.checkout_url.clone())
                 .flatten(),
+            payout_status: tx.payout_state.clone(),
+            bank_account_id: tx.bank_account_id.clone(),
             created_at: tx.created_at.clone(),
             updated_at: tx.updated_at.clone(),
             completed_at: tx.completed_at.clone(),

@@ -35,6 +35,7 @@
 //! Items that expire carry `expires_at` (epoch seconds), the table's TTL attribute; code that
 //! depends on expiry also checks it itself, since TTL deletion is lazy.
 
+pub mod bank_accounts;
 pub mod item;
 pub mod kyc;
 pub mod referrals;
@@ -159,6 +160,16 @@ pub fn dynamodb_client(aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
         .build();
     let config = aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts).build();
     aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// An SQS client whose every call is bounded in time like DynamoDB's (a send that hangs must not
+/// outlive the request's budget).
+pub fn sqs_client(aws: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(crate::retry::DYNAMODB_ATTEMPT_TIMEOUT)
+        .operation_timeout(crate::retry::DYNAMODB_OPERATION_TIMEOUT)
+        .build();
+    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(aws).timeout_config(timeouts).build())
 }
 
 /// Why [`transact`] did not apply a transaction.

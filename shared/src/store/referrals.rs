@@ -235,6 +235,31 @@ pub async fn clear_due(table: &Table, referee: &UserId, due_since: &str) -> Resu
     }
 }
 
+/// Forgets a first deposit that was taken back (refunded, charged back), so that the referee's
+/// next completed deposit counts instead. Only while the referral is PENDING and still names it.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn forget_first_deposit(table: &Table, referee: &UserId, deposit: &str) -> Result<(), StoreError> {
+    let out = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .set_key(Some(referral_key(referee)))
+        .update_expression("REMOVE first_deposit_txn")
+        .condition_expression("#status = :pending AND first_deposit_txn = :txn")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pending", s("PENDING"))
+        .expression_attribute_values(":txn", s(deposit))
+        .send()
+        .await;
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
+}
+
 /// Marks a PENDING referral due again (its referrer has just verified).
 ///
 /// # Errors
