@@ -614,3 +614,68 @@ impl TestApp {
         }
     }
 }
+
+impl Sandbox {
+    /// Revio's payouts with this reference (our withdrawal id), as the sandbox stores them.
+    pub async fn payouts_for(&self, reference: &str) -> Vec<Value> {
+        let r = self
+            .http
+            .get(format!("{}/_sandbox/payouts?reference={reference}", self.base))
+            .send()
+            .await
+            .expect("sandbox reachable");
+        let v: Value = r.json().await.expect("json");
+        v["results"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// A signed-in user whose KYC verified and whose wallet holds `amount` (a deposit paid at
+    /// Revio and settled directly): (user id, token).
+    pub async fn funded_verified_user(&self, amount: &str) -> (String, String) {
+        let (user, token) = self.user_token().await;
+        let kyc = self.submit_kyc(&token, &fresh_pan("3333")).await;
+        assert_eq!(kyc.json["status"], "VERIFIED", "{}", kyc.text);
+        let key = format!("key-{}", ulid::Ulid::new());
+        let r = self
+            .post_with(
+                "/v1/deposits",
+                &serde_json::json!({"amount": amount}),
+                Some(&token),
+                &[("idempotency-key", &key)],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let purchase = r.json["reference"].as_str().unwrap().to_owned();
+        Sandbox::new().pay(&purchase).await;
+        let revio = self.revio_client().await;
+        purse::service::settlement::settle_purchase(&self.table, &revio, &purchase).await.expect("settled");
+        eventually(20, "the deposit is credited", || async { (self.wallet_of(&user).await.0 != "0.00").then_some(()) })
+            .await;
+        (user, token)
+    }
+
+    /// Adds a bank account with this number; returns its id.
+    pub async fn bank_account(&self, token: &str, number: &str) -> String {
+        let body = serde_json::json!({"account_holder": "Ada Lovelace", "account_number": number, "branch_code": "250655", "account_type": "cheque"});
+        let r = self.post("/v1/bank-accounts", &body, Some(token)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["bank_account_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Requests a withdrawal with a fresh Idempotency-Key.
+    pub async fn withdraw(&self, token: &str, amount: &str, bank_account_id: &str) -> TestResponse {
+        let key = format!("key-{}", ulid::Ulid::new());
+        let body = serde_json::json!({"amount": amount, "bank_account_id": bank_account_id});
+        self.post_with("/v1/withdrawals", &body, Some(token), &[("idempotency-key", &key)]).await
+    }
+
+    /// Waits until movement `id` has `status`; returns it as the owner sees it.
+    pub async fn movement_becomes(&self, token: &str, id: &str, status: &str, seconds: u64) -> Value {
+        eventually(seconds, &format!("{id} becomes {status}"), || async {
+            let r = self.get(&format!("/v1/transactions/{id}"), Some(token)).await;
+            (r.json["status"] == status).then_some(r.json)
+        })
+        .await
+    }
+}

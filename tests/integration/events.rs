@@ -9,7 +9,7 @@
 use purse::runtime::SqsEvent;
 use purse_local::apigw::match_route;
 use purse_local::template::{project_root, FunctionSpec, Template};
-use purse_tests::{TestApp, TestResponse};
+use purse_tests::{eventually, TestApp, TestResponse};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -62,6 +62,22 @@ const EXERCISED: &[&str] = &[
     "http_referrals_get.invalid_limit.json",
     "sqs_referral_rewards.json",
     "sqs_referral_rewards.partial_failure.json",
+    // the_withdrawal_events_add_a_bank_account_withdraw_and_the_payout_worker_and_webhook_complete_it
+    "http_bank_accounts_create.json",
+    "http_bank_accounts_list.json",
+    "http_bank_accounts_delete.json",
+    "http_withdrawals_create.json",
+    "http_withdrawals_create.no_idempotency_key.json",
+    "http_withdrawals_cancel.json",
+    "sqs_payouts.json",
+    "webhook_revio.payout.json",
+    "sqs_revio_events.payout.json",
+    // the_payout_queue_consumer_acknowledges_unknown_withdrawals_and_reports_only_unreadable_messages
+    "sqs_payouts.partial_failure.json",
+    // the_admin_events_credit_a_user_list_the_adjustment_and_look_the_user_up
+    "http_admin_adjustments_create.json",
+    "http_admin_adjustments_list.json",
+    "http_admin_users_get.json",
 ];
 
 /// The names of the event files in `events/` (everything but `README.md`), sorted.
@@ -349,7 +365,7 @@ fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
             } else {
                 assert_eq!(authorization, None, "{file}: no Authorization header");
             }
-            if route_key == "POST /v1/deposits" {
+            if route_key == "POST /v1/deposits" || route_key == "POST /v1/withdrawals" {
                 assert_eq!(
                     headers.contains_key("idempotency-key"),
                     !file.contains(".no_idempotency_key."),
@@ -372,6 +388,7 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
         let ids = [
             ("KYC_ID", purse::domain::ids::KycId::generate().to_string()),
             ("REFEREE_ID", purse::domain::ids::UserId::generate().to_string()),
+            ("TRANSACTION_ID", purse::domain::ids::TransactionId::generate().to_string()),
         ];
         let ids: Vec<(&str, &str)> = ids.iter().map(|(name, value)| (*name, value.as_str())).collect();
         let text = fill_with_dummies(&substitute(&read_event(&file), &ids));
@@ -402,7 +419,18 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
                     "sqs_revio_events" => {
                         let queued: purse::service::webhooks::QueuedEvent = serde_json::from_str(body)
                             .unwrap_or_else(|e| panic!("{file}: the body is not what the webhook queues: {e}"));
-                        assert_eq!(queued.event_type, "purchase.paid");
+                        // A purchase event names the purchase, a payout event the payout.
+                        if file.contains(".payout.") {
+                            assert_eq!(queued.event_type, "payout.paid", "{file}");
+                            assert!(queued.payout_id.is_some() && queued.purchase_id.is_empty(), "{file}");
+                        } else {
+                            assert_eq!(queued.event_type, "purchase.paid", "{file}");
+                            assert!(queued.payout_id.is_none() && !queued.purchase_id.is_empty(), "{file}");
+                        }
+                    }
+                    "sqs_payouts" => {
+                        serde_json::from_str::<purse::service::withdrawals::PayoutMessage>(body)
+                            .unwrap_or_else(|e| panic!("{file}: the body is not a payout message: {e}"));
                     }
                     "sqs_kyc_events" => {
                         serde_json::from_str::<purse::service::kyc::KycMessage>(body)
@@ -634,6 +662,9 @@ async fn the_scheduled_event_runs_a_reconciliation_pass() {
         "referral_events_relayed",
     ] {
         assert_eq!(report[counter], 0, "{counter} on a fresh stack: {report}");
+    }
+    for counter in ["checked", "queued", "settled", "pending", "unresolved"] {
+        assert_eq!(report["withdrawals"][counter], 0, "withdrawals.{counter} on a fresh stack: {report}");
     }
 }
 
@@ -975,5 +1006,272 @@ async fn the_referral_events_pay_the_referrer_once_the_referees_first_deposit_an
     assert_eq!((rewarded["first_deposit"].as_bool(), rewarded["kyc_verified"].as_bool()), (Some(true), Some(true)));
     assert_eq!(rewarded["reward"], "50.00");
     assert!(rewarded["reward_transaction_id"].as_str().is_some_and(|t| t.starts_with("txn_")), "{}", page.text);
+    app.assert_ledger_balanced().await;
+}
+
+/// The Revio sandbox's bank pays every payout to this account number (`tools/sandbox/revio.py`).
+const PAID_ACCOUNT: &str = "110000001";
+
+#[tokio::test]
+async fn the_withdrawal_events_add_a_bank_account_withdraw_and_the_payout_worker_and_webhook_complete_it() {
+    let app = TestApp::spawn().await;
+    let (user, token) = app.funded_verified_user("100.00").await;
+    let auth = [("ACCESS_TOKEN", token.as_str())];
+
+    // POST /v1/bank-accounts: the sandbox bank's always-paid account, answered masked, once.
+    let added = invoke(&app, "http_bank_accounts_create.json", &auth).await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    assert_eq!(added.json["account_number_masked"], "xxxxx0001");
+    assert!(!added.text.contains(PAID_ACCOUNT), "{}", added.text);
+    let account = str_of(&added.json["bank_account_id"], "bank_account_id").to_owned();
+    assert!(account.starts_with("bac_"), "{account}");
+    let twice = invoke(&app, "http_bank_accounts_create.json", &auth).await;
+    assert_eq!((twice.status, twice.code()), (409, "bank_account_exists"), "{}", twice.text);
+    let listed = invoke(&app, "http_bank_accounts_list.json", &auth).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let items = listed.json["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", listed.text);
+    assert_eq!(items[0]["bank_account_id"], account.as_str());
+    assert!(!listed.text.contains(PAID_ACCOUNT), "{}", listed.text);
+
+    // POST /v1/withdrawals: 20.00 held at once, one withdrawal per Idempotency-Key.
+    let values = [auth[0], ("BANK_ACCOUNT_ID", account.as_str())];
+    let withdrawal = invoke(&app, "http_withdrawals_create.json", &values).await;
+    assert_eq!(withdrawal.status, 202, "{}", withdrawal.text);
+    assert_eq!(
+        (withdrawal.json["type"].as_str(), withdrawal.json["status"].as_str(), withdrawal.json["amount"].as_str()),
+        (Some("WITHDRAWAL"), Some("PENDING"), Some("20.00"))
+    );
+    assert_eq!(withdrawal.json["direction"], "debit");
+    assert_eq!(withdrawal.json["bank_account_id"], account.as_str());
+    let id = str_of(&withdrawal.json["transaction_id"], "transaction_id").to_owned();
+    assert_eq!(withdrawal.json["id"], id.as_str());
+    assert_eq!(app.wallet_of(&user).await, ("100.00".into(), "80.00".into(), "20.00".into()));
+    let replay = invoke(&app, "http_withdrawals_create.json", &values).await;
+    assert_eq!(replay.status, 202, "{}", replay.text);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.json["transaction_id"], id.as_str(), "a retry with the same key is the same withdrawal");
+    let keyless = invoke(&app, "http_withdrawals_create.no_idempotency_key.json", &values).await;
+    assert_eq!((keyless.status, keyless.code()), (400, "idempotency_key_required"), "{}", keyless.text);
+    assert_eq!(app.wallet_of(&user).await.2, "20.00", "nothing more held");
+
+    // The payout worker submits it to Revio, with the withdrawal's id as the reference, once
+    // however often the message comes.
+    let ids = [("TRANSACTION_ID", id.as_str())];
+    for _ in 0..2 {
+        let batch = invoke_sqs(&app, "sqs_payouts.json", &ids).await;
+        assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    }
+    let bank = purse_tests::Sandbox::new();
+    let payouts = bank.payouts_for(&id).await;
+    assert_eq!(payouts.len(), 1, "{payouts:?}");
+    let payout = str_of(&payouts[0]["id"], "payout id").to_owned();
+    let submitted = invoke(&app, "http_transactions_get.json", &[auth[0], ids[0]]).await;
+    assert_eq!(
+        (submitted.json["status"].as_str(), submitted.json["payout_status"].as_str()),
+        (Some("PENDING"), Some("SUBMITTED")),
+        "{}",
+        submitted.text
+    );
+    assert_eq!(submitted.json["reference"], payout.as_str());
+
+    // Sent to the bank: too late to cancel.
+    let late = invoke(&app, "http_withdrawals_cancel.json", &[auth[0], ids[0]]).await;
+    assert_eq!((late.status, late.code()), (409, "withdrawal_not_cancellable"), "{}", late.text);
+
+    // The sandbox bank pays it about a second later; Revio's webhook reaches the Function URL,
+    // signed by the sandbox.
+    eventually(20, "the payout is paid at Revio", || async {
+        bank.payouts_for(&id).await.first().is_some_and(|p| p["status"] == "paid").then_some(())
+    })
+    .await;
+    let hook_ids = [("PAYOUT_ID", payout.as_str()), ("TRANSACTION_ID", id.as_str())];
+    let unsigned_event: Value =
+        serde_json::from_str(&substitute(&read_event("webhook_revio.payout.json"), &hook_ids)).unwrap();
+    let body = str_of(&unsigned_event["body"], "body").to_owned();
+    let signed = sandbox("/_sandbox/sign", body.into_bytes()).await;
+    let signature = str_of(&signed["signature"], "signature").to_owned();
+    let with_signature = [hook_ids[0], hook_ids[1], ("REVIO_SIGNATURE", signature.as_str())];
+    let receipt = invoke(&app, "webhook_revio.payout.json", &with_signature).await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    assert_eq!((receipt.json["received"].as_bool(), receipt.json["duplicate"].as_bool()), (Some(true), Some(false)));
+    let delivery = str_of(&receipt.json["delivery_id"], "delivery_id").to_owned();
+    assert!(delivery.starts_with("whd_"), "{delivery}");
+    let again = invoke(&app, "webhook_revio.payout.json", &with_signature).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["duplicate"], true, "the same payout event is queued once");
+
+    // The consumer reads the payout from Revio and completes the withdrawal: the held coins
+    // leave the wallet, once.
+    let queued = [("DELIVERY_ID", delivery.as_str()), ("PAYOUT_ID", payout.as_str())];
+    let batch = invoke_sqs(&app, "sqs_revio_events.payout.json", &queued).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(delivery_outcome(&app, &delivery).await, "PAYOUT_COMPLETED");
+    let completed = invoke(&app, "http_transactions_get.json", &[auth[0], ids[0]]).await;
+    assert_eq!(completed.json["status"], "COMPLETED", "{}", completed.text);
+    assert!(completed.json["completed_at"].is_string(), "{}", completed.text);
+    assert_eq!(app.wallet_of(&user).await, ("80.00".into(), "80.00".into(), "0.00".into()));
+    let batch = invoke_sqs(&app, "sqs_revio_events.payout.json", &queued).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(delivery_outcome(&app, &delivery).await, "ALREADY_COMPLETED");
+    assert_eq!(app.wallet_of(&user).await.0, "80.00", "the same event again pays nothing more");
+
+    // A withdrawal the worker has not taken can be cancelled: the coins are available again,
+    // and its queued message then pays nothing.
+    let second = app.withdraw(&token, "20.00", &account).await;
+    assert_eq!(second.status, 202, "{}", second.text);
+    let second_id = str_of(&second.json["transaction_id"], "transaction_id").to_owned();
+    let cancel = [auth[0], ("TRANSACTION_ID", second_id.as_str())];
+    let cancelled = invoke(&app, "http_withdrawals_cancel.json", &cancel).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(
+        (cancelled.json["status"].as_str(), cancelled.json["failure_reason"].as_str()),
+        (Some("FAILED"), Some("cancelled"))
+    );
+    assert_eq!(cancelled.json["transaction_id"], second_id.as_str());
+    let repeated = invoke(&app, "http_withdrawals_cancel.json", &cancel).await;
+    assert_eq!((repeated.status, repeated.json["status"].as_str()), (200, Some("FAILED")), "{}", repeated.text);
+    let (_, stranger) = app.user_token().await;
+    let foreign = invoke(&app, "http_withdrawals_cancel.json", &[("ACCESS_TOKEN", stranger.as_str()), cancel[1]]).await;
+    assert_eq!((foreign.status, foreign.code()), (404, "not_found"), "{}", foreign.text);
+    assert_eq!(app.wallet_of(&user).await, ("80.00".into(), "80.00".into(), "0.00".into()));
+    let batch = invoke_sqs(&app, "sqs_payouts.json", &[cancel[1]]).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    assert!(bank.payouts_for(&second_id).await.is_empty(), "a cancelled withdrawal is never paid out");
+
+    // DELETE /v1/bank-accounts/{bank_account_id}: gone from the list; a second time 404.
+    let deleted = invoke(&app, "http_bank_accounts_delete.json", &values).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert!(deleted.text.is_empty());
+    let gone = invoke(&app, "http_bank_accounts_delete.json", &values).await;
+    assert_eq!((gone.status, gone.code()), (404, "not_found"), "{}", gone.text);
+    let listed = invoke(&app, "http_bank_accounts_list.json", &auth).await;
+    assert_eq!(listed.json["items"], json!([]), "{}", listed.text);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_payout_queue_consumer_acknowledges_unknown_withdrawals_and_reports_only_unreadable_messages() {
+    let app = TestApp::spawn().await;
+    let unknown = purse::domain::ids::TransactionId::generate().to_string();
+    let values = [("TRANSACTION_ID", unknown.as_str())];
+
+    // No withdrawal has this id: nothing to pay, nothing to retry.
+    let batch = invoke_sqs(&app, "sqs_payouts.json", &values).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+
+    let file = "sqs_payouts.partial_failure.json";
+    let event: SqsEvent = serde_json::from_str(&fill(file, &values)).unwrap();
+    let unreadable = event.records[0].message_id.clone().unwrap();
+    let batch = invoke_sqs(&app, file, &values).await;
+    let failed: Vec<&str> = batch.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [unreadable.as_str()], "only the unreadable message is redelivered");
+
+    // A payout event for a payout Revio does not know is acknowledged too.
+    let delivery = format!("whd_{}", ulid::Ulid::new());
+    let payout = ulid::Ulid::new().to_string().to_lowercase();
+    let queued = [("DELIVERY_ID", delivery.as_str()), ("PAYOUT_ID", payout.as_str())];
+    let batch = invoke_sqs(&app, "sqs_revio_events.payout.json", &queued).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+}
+
+#[tokio::test]
+async fn the_admin_events_credit_a_user_list_the_adjustment_and_look_the_user_up() {
+    let app = TestApp::spawn().await;
+    let (email, _, profile) = app.register().await;
+    let user = str_of(&profile["id"], "id").to_owned();
+    let reason = "Goodwill credit for the outage of 3 November (ticket 812)";
+
+    // Administrators only: anyone else is refused and moves nothing.
+    let (_, stranger) = app.user_token().await;
+    let not_admin = [("ACCESS_TOKEN", stranger.as_str()), ("USER_ID", user.as_str()), ("MONTH", "2026-03")];
+    for file in ["http_admin_adjustments_create.json", "http_admin_adjustments_list.json", "http_admin_users_get.json"]
+    {
+        let refused = invoke(&app, file, &not_admin).await;
+        assert_eq!((refused.status, refused.code()), (403, "forbidden"), "{file}: {}", refused.text);
+    }
+    assert_eq!(app.wallet_of(&user).await.0, "0.00");
+
+    // POST /v1/admin/adjustments: a credit of 12.50 with the body's reason and the
+    // administrator's id; the same event again (same idempotency-key) replays the answer.
+    let (admin_id, admin_token) = admin(&app).await;
+    let auth = ("ACCESS_TOKEN", admin_token.as_str());
+    let values = [auth, ("USER_ID", user.as_str())];
+    let made = invoke(&app, "http_admin_adjustments_create.json", &values).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let adjustment = &made.json;
+    assert_eq!(
+        (
+            adjustment["user_id"].as_str(),
+            adjustment["direction"].as_str(),
+            adjustment["amount"].as_str(),
+            adjustment["currency"].as_str()
+        ),
+        (Some(user.as_str()), Some("credit"), Some("12.50"), Some("COIN"))
+    );
+    assert_eq!(
+        (adjustment["reason"].as_str(), adjustment["adjusted_by"].as_str()),
+        (Some(reason), Some(admin_id.as_str()))
+    );
+    let transaction_id = str_of(&adjustment["transaction_id"], "transaction_id").to_owned();
+    assert!(transaction_id.starts_with("txn_"), "{transaction_id}");
+    assert_eq!(app.wallet_of(&user).await, ("12.50".into(), "12.50".into(), "0.00".into()));
+    let again = invoke(&app, "http_admin_adjustments_create.json", &values).await;
+    assert_eq!((again.status, again.header("idempotent-replayed")), (201, Some("true")), "{}", again.text);
+    assert_eq!(again.json, made.json);
+    assert_eq!(app.wallet_of(&user).await.0, "12.50", "the same event again credits nothing more");
+    // The key with another request (another user) is refused, and moves nothing.
+    let (other, _) = app.user_token().await;
+    let reused = invoke(&app, "http_admin_adjustments_create.json", &[auth, ("USER_ID", other.as_str())]).await;
+    assert_eq!((reused.status, reused.code()), (422, "idempotency_key_reused"), "{}", reused.text);
+    assert_eq!(app.wallet_of(&other).await.0, "0.00");
+
+    // GET /v1/admin/adjustments?month=: the month's adjustments, as they were answered.
+    let month = str_of(&adjustment["created_at"], "created_at")[..7].to_owned();
+    let listing = eventually(10, "the adjustment is listed", || async {
+        let listing = invoke(&app, "http_admin_adjustments_list.json", &[auth, ("MONTH", month.as_str())]).await;
+        assert_eq!(listing.status, 200, "{}", listing.text);
+        (!listing.json["items"].as_array().expect("items").is_empty()).then_some(listing)
+    })
+    .await;
+    assert_eq!(listing.json, json!({"month": month, "items": [made.json]}));
+    let bad = invoke(&app, "http_admin_adjustments_list.json", &[auth, ("MONTH", "2026-13")]).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_month"), "{}", bad.text);
+
+    // GET /v1/admin/users/{id}: by id or by e-mail alike, the adjustment showing who and why.
+    let by_id = invoke(&app, "http_admin_users_get.json", &values).await;
+    assert_eq!(by_id.status, 200, "{}", by_id.text);
+    let found = &by_id.json;
+    assert_eq!(
+        (found["profile"]["id"].as_str(), found["profile"]["email"].as_str()),
+        (Some(user.as_str()), Some(email.as_str()))
+    );
+    assert!(!by_id.text.contains("password"), "{}", by_id.text);
+    assert_eq!(
+        (found["wallet"]["balance"].as_str(), found["wallet"]["available"].as_str()),
+        (Some("12.50"), Some("12.50"))
+    );
+    let recent = found["recent_transactions"].as_array().expect("recent_transactions");
+    let seen: Vec<_> = recent
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str(),
+                t["type"].as_str(),
+                t["direction"].as_str(),
+                t["adjusted_by"].as_str(),
+                t["adjustment_reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(Some(transaction_id.as_str()), Some("ADJUSTMENT"), Some("credit"), Some(admin_id.as_str()), Some(reason))]
+    );
+    let by_email = invoke(&app, "http_admin_users_get.json", &[auth, ("USER_ID", email.as_str())]).await;
+    assert_eq!((by_email.status, &by_email.json), (200, &by_id.json), "{}", by_email.text);
+    let unknown = purse::domain::ids::UserId::generate().to_string();
+    let missing = invoke(&app, "http_admin_users_get.json", &[auth, ("USER_ID", unknown.as_str())]).await;
+    assert_eq!((missing.status, missing.code()), (404, "user_not_found"), "{}", missing.text);
     app.assert_ledger_balanced().await;
 }

@@ -2,6 +2,7 @@
 //!
 //! Every test spawns its own [`purse_tests::TestApp`] on fresh tables, so tests run in parallel.
 
+mod admin;
 mod amounts;
 mod auth;
 mod cases;
@@ -25,3 +26,4 @@ mod signin_throttle;
 mod stack;
 mod tokens;
 mod webhook_forgery;
+mod withdrawals;

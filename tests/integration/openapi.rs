@@ -214,7 +214,8 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 ///
 /// Found in the source of `shared/` and `functions/`: the first string literal of
 /// `ApiError::bad_request(`, `ApiError::unprocessable(`, `ApiError::conflict(`, the second
-/// argument of `ApiError::new(<status>, `, assignments `.code = "..."`, and the fixed codes of
+/// argument of `ApiError::new(<status>, `, assignments `.code = "..."` and `.with_code("...")`
+/// (another constructor's error under a more precise code), and the fixed codes of
 /// `ApiError::unauthorized`, `forbidden`, `not_found` and `internal`.
 fn codes_in_source() -> BTreeMap<String, BTreeSet<Option<u16>>> {
     let root = project_root();
@@ -263,9 +264,11 @@ fn codes_in_source() -> BTreeMap<String, BTreeSet<Option<u16>>> {
                 add(code, constructor_status(constructor, before));
             }
         }
-        for (at, _) in text.match_indices(".code = \"") {
-            let literal = &text[at + ".code = \"".len()..];
-            add(&literal[..literal.find('"').unwrap_or(0)], None);
+        for needle in [".code = \"", ".with_code(\""] {
+            for (at, _) in text.match_indices(needle) {
+                let literal = &text[at + needle.len()..];
+                add(&literal[..literal.find('"').unwrap_or(0)], None);
+            }
         }
     }
     codes

@@ -559,6 +559,37 @@ pub async fn transfer_counted(
     extra: Vec<TransactWriteItem>,
     counter: Option<&CreditCounter>,
 ) -> Result<Transaction, LedgerError> {
+    transfer_inner(table, new, extra, counter, Vec::new(), None).await
+}
+
+/// [`transfer`], with `attributes` kept on the movement item itself (such as who made a manual
+/// adjustment and why) and, when `listed_in` is given, the movement listed in the sparse index
+/// `gsi2` under the partition `listed_in(created_at)` (so a partition by month is the month of
+/// the movement's own `created_at`), sorted by `<created_at>#<id>` like every movement index.
+/// Still one write of the movement and its two legs (3 items, 6 write units).
+///
+/// The attributes must not be ones the ledger itself writes (`pk`, `status`, `amount`, ...);
+/// such a name is refused as [`StoreError::Corrupt`] before anything is written.
+///
+/// # Errors
+/// As [`transfer`].
+pub async fn transfer_with_attributes(
+    table: &Table,
+    new: &NewTransaction,
+    attributes: Vec<(&str, AttributeValue)>,
+    listed_in: Option<fn(&str) -> String>,
+) -> Result<Transaction, LedgerError> {
+    transfer_inner(table, new, Vec::new(), None, attributes, listed_in).await
+}
+
+async fn transfer_inner(
+    table: &Table,
+    new: &NewTransaction,
+    extra: Vec<TransactWriteItem>,
+    counter: Option<&CreditCounter>,
+    attributes: Vec<(&str, AttributeValue)>,
+    listed_in: Option<fn(&str) -> String>,
+) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
     let debit = new.debit.resolve();
     let credit = new.credit.resolve();
@@ -567,6 +598,16 @@ pub async fn transfer_counted(
     resolved.credit = Side::Account(credit.clone());
     let mut item = transaction_item(&resolved, TransactionStatus::Completed, false, &now);
     item.insert("completed_at".into(), s(&now));
+    for (name, value) in attributes {
+        if item.contains_key(name) || name.starts_with("gsi") {
+            return Err(StoreError::Corrupt(format!("movement attribute {name} is the ledger's own")).into());
+        }
+        item.insert(name.to_owned(), value);
+    }
+    if let Some(partition) = listed_in {
+        item.insert("gsi2pk".into(), s(partition(&now)));
+        item.insert("gsi2sk".into(), s(format!("{now}#{}", new.id)));
+    }
     let tx = transaction_from_item(&item)?;
     let credit_leg = match (counter, credit.wallet_owner()) {
         (Some(c), Some(owner)) => counted_credit(table, &owner, new.amount, new.currency, c, &now)?,

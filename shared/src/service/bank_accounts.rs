@@ -71,14 +71,15 @@ pub struct BankAccounts {
     cooling_off_seconds: i64,
 }
 
+// One literal code per constructor call: `tests/integration/openapi.rs` finds them there.
 fn field_error(e: BankFieldError) -> ApiError {
-    let code = match e {
-        BankFieldError::InvalidHolder => "invalid_account_holder",
-        BankFieldError::InvalidAccountNumber => "invalid_account_number",
-        BankFieldError::InvalidBranchCode => "invalid_branch_code",
-        BankFieldError::InvalidAccountType => "invalid_account_type",
-    };
-    ApiError::bad_request(code, e.to_string())
+    let message = e.to_string();
+    match e {
+        BankFieldError::InvalidHolder => ApiError::bad_request("invalid_account_holder", message),
+        BankFieldError::InvalidAccountNumber => ApiError::bad_request("invalid_account_number", message),
+        BankFieldError::InvalidBranchCode => ApiError::bad_request("invalid_branch_code", message),
+        BankFieldError::InvalidAccountType => ApiError::bad_request("invalid_account_type", message),
+    }
 }
 
 fn context(user: &UserId, id: &BankAccountId) -> String {

@@ -4,6 +4,7 @@
 //! that decides the HTTP status and stable code for each case.
 
 pub mod accounts;
+pub mod admin;
 pub mod bank_accounts;
 pub mod cases;
 pub mod deposits;

@@ -42,13 +42,21 @@ pub struct Receipt {
 struct RevioEvent {
     id: String,
     event_type: String,
+    /// `purchase` (absent in older deliveries) or `payout`.
+    #[serde(default, rename = "type")]
+    object: Option<String>,
 }
 
 /// What goes on the queue: identifiers only, never the webhook body.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QueuedEvent {
     pub delivery_id: String,
+    /// The purchase a purchase event is about (empty for a payout event).
+    #[serde(default)]
     pub purchase_id: String,
+    /// The payout a payout event is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<String>,
     pub event_type: String,
 }
 
@@ -114,9 +122,11 @@ impl WebhookSource for RevioSource {
     fn event(&self, _headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)> {
         let event: RevioEvent =
             serde_json::from_slice(body).ok().filter(|e: &RevioEvent| !e.id.is_empty() && !e.event_type.is_empty())?;
+        let payout = event.object.as_deref() == Some("payout") || event.event_type.starts_with("payout.");
         let message = QueuedEvent {
             delivery_id: delivery_id.to_owned(),
-            purchase_id: event.id.clone(),
+            purchase_id: if payout { String::new() } else { event.id.clone() },
+            payout_id: payout.then(|| event.id.clone()),
             event_type: event.event_type.clone(),
         };
         Some((format!("{}#{}", event.id, event.event_type), serde_json::to_string(&message).ok()?))
@@ -268,6 +278,23 @@ impl RevioEventProcessor {
         let event: QueuedEvent =
             serde_json::from_str(body).map_err(|e| MessageError(format!("unreadable message: {e}")))?;
         let store = |e: crate::store::StoreError| MessageError(e.to_string());
+        if let Some(payout_id) = &event.payout_id {
+            return match crate::service::withdrawals::settle_payout(&self.table, &self.revio, payout_id).await {
+                Ok(outcome) => {
+                    log::set_outcome(&self.table, &event.delivery_id, outcome.name(), None, outcome.transaction_id())
+                        .await
+                        .map_err(store)?;
+                    tracing::info!(delivery_id = %event.delivery_id, payout_id = %payout_id, outcome = outcome.name(), "payout event processed");
+                    Ok(())
+                }
+                Err(e) => {
+                    log::set_outcome(&self.table, &event.delivery_id, "RETRYING", Some(&e.0), None)
+                        .await
+                        .map_err(store)?;
+                    Err(MessageError(e.0))
+                }
+            };
+        }
         match settlement::settle_purchase_with(&self.table, &self.revio, self.relay.as_ref(), &event.purchase_id).await
         {
             Ok(outcome) => {

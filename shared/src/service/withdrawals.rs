@@ -512,7 +512,7 @@ async fn record_submitted(table: &Table, id: &TransactionId, payout_id: &str) ->
     conditional_update(
         table,
         id,
-        "SET payout_state = :state, reference = :payout, updated_at = :now REMOVE payout_error",
+        "SET payout_state = :state, #reference = :payout, updated_at = :now REMOVE payout_error",
         "#status = :pending",
         vec![(":state", s(SUBMITTED)), (":payout", s(payout_id))],
     )
@@ -548,6 +548,10 @@ async fn conditional_update(
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pending", s(TransactionStatus::Pending.as_str()))
         .expression_attribute_values(":now", s(crate::store::now_rfc3339()));
+    if set.contains("#reference") {
+        // `reference` is one of DynamoDB's reserved words.
+        update = update.expression_attribute_names("#reference", "reference");
+    }
     for (name, value) in values {
         update = update.expression_attribute_values(name, value);
     }

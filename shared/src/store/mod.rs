@@ -28,7 +28,8 @@
 //! `gsi2pk = PENDING#<TYPE>#<shard>`, for reconciliation; open cases `CASES#OPEN`; wallets
 //! restricted by a reversal shortfall `RESTRICTED#WALLETS`; KYC attempts awaiting a person
 //! `KYC#REVIEW`; referrals with an unprocessed reward event `REFERRALS#DUE`, and verified users
-//! whose own referrals were not yet looked at `REFERRERS#VERIFIED` ([`referrals`]).
+//! whose own referrals were not yet looked at `REFERRERS#VERIFIED` ([`referrals`]); manual
+//! adjustments by month `ADJUSTMENTS#<YYYY-MM>` ([`crate::service::admin`]).
 //! `gsi1` also lists a user's KYC attempts (`USER#<id>#KYC`) and a referrer's referrals
 //! (`REFERRER#<id>`).
 //!

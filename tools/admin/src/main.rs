@@ -14,6 +14,12 @@
 //!                                         decide a PENDING KYC attempt, recorded with that admin's id
 //! purse-admin pay-reward <referee-user-id> pay a referral reward now if it is owed (exactly once)
 //! purse-admin new-pii-keys                print a fresh value for the PII keys secret
+//! purse-admin dlq list [--prefix <p>]     every dead-letter queue of the stack, its depth and source queue
+//! purse-admin dlq peek <dlq-name> [n]     up to n (default 10) dead letters: id, receive count, body; left in place
+//! purse-admin dlq redrive <dlq-name> [--message <id>]
+//!                                         move dead letters (or one) back to their source queue
+//! purse-admin dlq discard <dlq-name> <message-id> --reason <text...>
+//!                                         delete one dead letter, logged with the reason and the operator
 //! ```
 //!
 //! `pay-reward` reads `REFERRAL_REWARD_AMOUNT` and `REFERRAL_MAX_REWARDS` (defaults 50.00 and 25,
@@ -22,6 +28,13 @@
 //! `reconcile` and `resolve-case` also read the Revio configuration (`REVIO_BASE_URL`,
 //! `REVIO_SECRET_ID`). A case resolved here records `operator:<$USER>` (or `operator:cli`) as
 //! who resolved it.
+//!
+//! The `dlq` commands find the stack's queues by name prefix: the one `PURSE_TABLE` implies
+//! (`purse-dev-PurseTable` → `purse-dev-`, `purse-prod` → `purse-prod-`) unless `--prefix` is
+//! given; a `<dlq-name>` may omit the prefix (`RewardsDLQ`, `rewards-dlq`). Bodies are
+//! identifiers only, and every consumer is idempotent, so a redrive is always safe (see `dlq.rs`).
+
+mod dlq;
 
 use purse::config::Env;
 use purse::domain::user::{Email, Role};
@@ -32,7 +45,9 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | cases [limit] \
                      | resolve-case <case-id> <credit|refund> <reason...> | jwt-rotate <secret-id> \
                      | kyc-reviews [limit] | kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...> \
-                     | pay-reward <referee-user-id> | new-pii-keys";
+                     | pay-reward <referee-user-id> | new-pii-keys \
+                     | dlq list [--prefix <p>] | dlq peek <dlq-name> [n] | dlq redrive <dlq-name> [--message <id>] \
+                     | dlq discard <dlq-name> <message-id> --reason <text...>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -172,6 +187,10 @@ async fn run(args: &[String]) -> Result<(), String> {
                 purse::service::referrals::pay_reward(&table()?, &rules, &referee).await.map_err(|e| e.to_string())?;
             println!("{outcome:?}");
             Ok(())
+        }
+        ["dlq", rest @ ..] => {
+            let command = dlq::Command::parse(rest)?;
+            dlq::run(&aws, env.optional("PURSE_TABLE"), command).await
         }
         ["new-pii-keys"] => {
             println!("{}", purse::pii::PiiKeys::random_json("k1"));

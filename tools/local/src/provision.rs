@@ -64,6 +64,10 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     // Locally a missing KYC result is looked for after 2 s, 4 s, 8 s, then handed to a person.
     params.insert("KycFollowUpAfterSeconds".into(), "2".into());
     params.insert("KycMaxPolls".into(), "3".into());
+    // Locally a new bank account is usable at once, and a payout Revio could not take is tried
+    // again after 1 s, 2 s, 4 s, ...
+    params.insert("BankAccountCoolingOffSeconds".into(), "0".into());
+    params.insert("PayoutRetryBaseSeconds".into(), "1".into());
     // Function URLs: what `!GetAtt <Fn>Url.FunctionUrl` yields locally.
     for f in template.functions().unwrap_or_default() {
         if let Some(path) = &f.url_path {
