@@ -215,11 +215,53 @@ impl TestApp {
         self.send("GET", path, &headers, b"").await
     }
 
+    /// POSTs JSON like [`TestApp::post_with`], repeating the same request while it answers
+    /// `503 temporarily_unavailable` or `409 idempotency_request_in_progress` (for up to 150 s: a key whose release failed under
+    /// load stays in progress for its 60 s lease),
+    /// as a well-behaved client does: the emulator is shared by tests that load it heavily.
+    pub async fn post_retrying(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> TestResponse {
+        use rand::Rng;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+        let mut pause_ms: u64 = 250;
+        loop {
+            let r = self.post_with(path, body, token, extra).await;
+            let again = r.code() == "temporarily_unavailable" || r.code() == "idempotency_request_in_progress";
+            if !again || std::time::Instant::now() > deadline {
+                return r;
+            }
+            // Exponential backoff with full jitter, as the API's clients are asked to retry.
+            let wait = rand::thread_rng().gen_range(pause_ms / 2..=pause_ms);
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            pause_ms = (pause_ms * 2).min(8_000);
+        }
+    }
+
     /// Registers a new user with a unique e-mail; returns (email, password, profile).
     pub async fn register(&self) -> (String, String, Value) {
         let email = format!("user-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
         let password = "correct-horse-battery".to_owned();
-        let r = self.post("/v1/auth/register", &serde_json::json!({"email": email, "password": password}), None).await;
+        let body = serde_json::json!({"email": email, "password": password});
+        let first = self.post("/v1/auth/register", &body, None).await;
+        let r = if first.code() == "temporarily_unavailable" {
+            let again = self.post_retrying("/v1/auth/register", &body, None, &[]).await;
+            if again.code() == "email_taken" {
+                // The first attempt was applied though its answer said 503 (its lost response
+                // outlived the request's budget): sign in and read the profile it created.
+                let login = self.post_retrying("/v1/auth/login", &body, None, &[]).await;
+                let token = login.json["access_token"].as_str().expect("access token").to_owned();
+                let me = self.get("/v1/me", Some(&token)).await;
+                return (email, password, me.json);
+            }
+            again
+        } else {
+            first
+        };
         assert_eq!(r.status, 201, "register: {}", r.text);
         (email, password, r.json)
     }
@@ -227,7 +269,9 @@ impl TestApp {
     /// Registers and signs in a new user; returns (profile, token pair).
     pub async fn signed_in_user(&self) -> (Value, Value) {
         let (email, password, profile) = self.register().await;
-        let r = self.post("/v1/auth/login", &serde_json::json!({"email": email, "password": password}), None).await;
+        let r = self
+            .post_retrying("/v1/auth/login", &serde_json::json!({"email": email, "password": password}), None, &[])
+            .await;
         assert_eq!(r.status, 200, "login: {}", r.text);
         (profile, r.json)
     }
@@ -324,6 +368,10 @@ impl TestApp {
             .expect("json")
     }
 }
+
+/// Tests that load the shared emulator heavily (hundreds of requests under injected faults) take
+/// this lock, so that two of them never run at once and starve everyone else's budgets.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Tests that change the Revio sandbox's faults (which every test shares) hold this lock for
 /// writing; every other test that talks to the sandbox holds it for reading.
@@ -574,7 +622,7 @@ impl TestApp {
     /// Submits KYC for a signed-in user.
     pub async fn submit_kyc(&self, token: &str, pan: &str) -> TestResponse {
         let body = serde_json::json!({"pan": pan, "full_name": "Ada Lovelace", "date_of_birth": "1990-01-31", "consent": true});
-        self.post("/v1/kyc", &body, Some(token)).await
+        self.post_retrying("/v1/kyc", &body, Some(token), &[]).await
     }
 
     /// Waits until the user's KYC status is `status`; returns `GET /v1/kyc`.
@@ -658,7 +706,7 @@ impl TestApp {
     /// Adds a bank account with this number; returns its id.
     pub async fn bank_account(&self, token: &str, number: &str) -> String {
         let body = serde_json::json!({"account_holder": "Ada Lovelace", "account_number": number, "branch_code": "250655", "account_type": "cheque"});
-        let r = self.post("/v1/bank-accounts", &body, Some(token)).await;
+        let r = self.post_retrying("/v1/bank-accounts", &body, Some(token), &[]).await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["bank_account_id"].as_str().unwrap().to_owned()
     }
@@ -678,4 +726,28 @@ impl TestApp {
         })
         .await
     }
+}
+
+impl TestApp {
+    /// The bodies of up to 10 messages now visible on a queue of the app (by the logical id of
+    /// its consumer's queue, e.g. `RewardsQueue`); they become invisible for the queue's
+    /// visibility timeout, as with any receive.
+    pub async fn queue_bodies(&self, queue_logical_id: &str) -> Vec<String> {
+        let queue = self.router.consumer(queue_logical_id).expect("a consumer of this queue").queue_url.clone();
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.expect("receive");
+        out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect()
+    }
+}
+
+/// The emulator's request counters (`/_emulator/stats`), optionally reset after reading. They
+/// are global: a measurement that reads them runs alone.
+pub async fn emulator_stats(reset: bool) -> Value {
+    let base = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let http = reqwest::Client::new();
+    let stats = http.get(format!("{base}/_emulator/stats")).send().await.expect("emulator").json().await.expect("json");
+    if reset {
+        http.post(format!("{base}/_emulator/stats/reset")).send().await.expect("emulator");
+    }
+    stats
 }

@@ -383,6 +383,7 @@ async fn the_pan_never_appears_unmasked_in_a_response_a_log_line_or_a_stored_ite
 
 #[tokio::test]
 async fn with_faults_on_duplicate_webhooks_and_follow_ups_apply_each_result_once() {
+    let _heavy = purse_tests::HEAVY.lock().await;
     let app = TestApp::spawn_serving().await;
     let sandbox = KycSandbox::new();
     let mut cases = Vec::new();

@@ -5,7 +5,7 @@
 use purse::domain::ids::UserId;
 use purse::money::{Amount, Currency};
 use purse::service::referrals::{self, RewardOutcome, RewardRules};
-use purse_tests::{eventually, fresh_pan, Sandbox, TestApp};
+use purse_tests::{emulator_stats, eventually, fresh_pan, Sandbox, TestApp};
 use serde_json::{json, Value};
 
 /// Signs up a user with `code` and signs them in: (user id, access token, e-mail).
@@ -162,6 +162,7 @@ async fn the_reward_event_delivered_fifty_times_concurrently_pays_once() {
 
 #[tokio::test]
 async fn with_faults_on_fifty_concurrent_reward_events_pay_once() {
+    let _heavy = purse_tests::HEAVY.lock().await;
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
     let (referee, token, _) = referred_user(&app, &code).await;
@@ -207,11 +208,8 @@ async fn a_reward_event_never_sent_is_relayed_by_the_scheduled_job_and_paid() {
     let job = app.router.job("ReconcileDepositsFunction").expect("reconcile job");
     let summary = job.handler.run_dyn().await.expect("reconcile runs");
     assert!(summary["referral_events_relayed"].as_u64() >= Some(1), "{summary}");
-    let queue = app.router.consumer("RewardsQueue").expect("rewards consumer").queue_url.clone();
-    let sqs = aws_sdk_sqs::Client::new(&app.aws);
     let bodies = eventually(10, "the relayed event is on the rewards queue", || async {
-        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.ok()?;
-        let bodies: Vec<String> = out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
+        let bodies = app.queue_bodies("RewardsQueue").await;
         bodies.iter().any(|b| b.contains(referee.as_str())).then_some(bodies)
     })
     .await;
@@ -298,11 +296,8 @@ async fn a_referrer_verification_whose_announcement_was_lost_is_relayed_by_the_s
     let job = app.router.job("ReconcileDepositsFunction").expect("reconcile job");
     let summary = job.handler.run_dyn().await.expect("reconcile runs");
     assert_eq!(summary["referral_events_relayed"], 1, "{summary}");
-    let queue = app.router.consumer("RewardsQueue").expect("rewards consumer").queue_url.clone();
-    let sqs = aws_sdk_sqs::Client::new(&app.aws);
     let bodies = eventually(10, "the referee's reward is announced", || async {
-        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.ok()?;
-        let bodies: Vec<String> = out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect();
+        let bodies = app.queue_bodies("RewardsQueue").await;
         bodies.iter().any(|b| b.contains(referee.as_str())).then_some(bodies)
     })
     .await;
@@ -411,16 +406,6 @@ fn item_size(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::A
         }
     }
     item.iter().map(|(k, v)| k.len() + value(v)).sum()
-}
-
-async fn emulator_stats(reset: bool) -> Value {
-    let base = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let http = reqwest::Client::new();
-    let stats = http.get(format!("{base}/_emulator/stats")).send().await.unwrap().json().await.unwrap();
-    if reset {
-        http.post(format!("{base}/_emulator/stats/reset")).send().await.unwrap();
-    }
-    stats
 }
 
 /// DynamoDB and SQS requests, and the sizes of the items written, of one KYC submission (both

@@ -96,14 +96,7 @@ impl RewardsRelay {
     }
 
     async fn send_body(&self, body: String) -> Result<(), String> {
-        self.sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?;
-        Ok(())
+        crate::store::send_message(&self.sqs, &self.queue_url, body).await
     }
 
     /// After `user`'s KYC verified: their own referrals (as a referrer) that waited only for

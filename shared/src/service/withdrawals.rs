@@ -116,7 +116,7 @@ impl PayoutQueue {
     /// # Errors
     /// [`InitError::MissingEnv`].
     pub fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        Ok(Self { sqs: aws_sdk_sqs::Client::new(aws), queue_url: env.require("PAYOUTS_QUEUE_URL")? })
+        Ok(Self { sqs: crate::store::sqs_client(aws), queue_url: env.require("PAYOUTS_QUEUE_URL")? })
     }
 
     /// Queues the payout of withdrawal `id`.
@@ -125,14 +125,7 @@ impl PayoutQueue {
     /// The SQS failure, in words.
     pub async fn send(&self, id: &TransactionId) -> Result<(), String> {
         let body = serde_json::to_string(&PayoutMessage { transaction_id: id.clone() }).map_err(|e| e.to_string())?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?;
-        Ok(())
+        crate::store::send_message(&self.sqs, &self.queue_url, body).await
     }
 }
 
@@ -378,10 +371,18 @@ impl Payouts {
     /// is set to the backoff delay first), or after the last attempt (the movement is marked
     /// STUCK and the message goes to the dead-letter queue).
     pub async fn process(&self, message: &SqsMessage) -> Result<(), MessageError> {
-        let store = |e: StoreError| MessageError(e.to_string());
         let body: PayoutMessage = serde_json::from_str(message.body.as_deref().unwrap_or(""))
             .map_err(|e| MessageError(format!("unreadable payout message: {e}")))?;
         let attempt: u32 = message.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        match self.attempt(&body).await {
+            Ok(()) => Ok(()),
+            // Every failure, Revio's or storage's, is retried the same way.
+            Err(e) => self.later(message, attempt, &body.transaction_id, &e.0).await,
+        }
+    }
+
+    async fn attempt(&self, body: &PayoutMessage) -> Result<(), MessageError> {
+        let store = |e: StoreError| MessageError(e.to_string());
         let Some(tx) = ledger::get_transaction(&self.table, &body.transaction_id).await.map_err(store)? else {
             tracing::warn!(transaction_id = %body.transaction_id, "payout for an unknown movement; dropped");
             return Ok(());
@@ -410,7 +411,7 @@ impl Payouts {
                     // Cancelled, or another delivery claimed it: that one carries on.
                     return Ok(());
                 }
-                self.submit(message, attempt, &tx).await
+                self.submit(&tx).await
             }
             // A previous attempt may have reached Revio (a timeout): ask before sending again.
             Some(_) => match self.revio.find_payout(tx.id.as_str()).await {
@@ -419,13 +420,13 @@ impl Payouts {
                     apply_payout(&self.table, &payout).await.map_err(|e| MessageError(e.0))?;
                     Ok(())
                 }
-                Ok(None) => self.submit(message, attempt, &tx).await,
-                Err(e) => self.later(message, attempt, &tx, &e.to_string()).await,
+                Ok(None) => self.submit(&tx).await,
+                Err(e) => Err(MessageError(e.to_string())),
             },
         }
     }
 
-    async fn submit(&self, message: &SqsMessage, attempt: u32, tx: &Transaction) -> Result<(), MessageError> {
+    async fn submit(&self, tx: &Transaction) -> Result<(), MessageError> {
         let store = |e: StoreError| MessageError(e.to_string());
         let account_id = tx
             .bank_account_id
@@ -457,16 +458,22 @@ impl Payouts {
                     Err(e) => Err(MessageError(e.to_string())),
                 }
             }
-            Err(e) => self.later(message, attempt, tx, &e.to_string()).await,
+            Err(e) => Err(MessageError(e.to_string())),
         }
     }
 
     /// Schedules the next attempt through the message's visibility, or after the last one
     /// marks the movement STUCK and lets the message go to the dead-letter queue.
-    async fn later(&self, message: &SqsMessage, attempt: u32, tx: &Transaction, why: &str) -> Result<(), MessageError> {
+    async fn later(
+        &self,
+        message: &SqsMessage,
+        attempt: u32,
+        id: &TransactionId,
+        why: &str,
+    ) -> Result<(), MessageError> {
         if attempt >= self.retry.max_attempts {
-            mark_stuck(&self.table, &tx.id, why).await.map_err(|e| MessageError(e.to_string()))?;
-            tracing::error!(transaction_id = %tx.id, attempts = attempt, error = why, "payout stuck after its last attempt; parked for an operator");
+            mark_stuck(&self.table, id, why).await.map_err(|e| MessageError(e.to_string()))?;
+            tracing::error!(transaction_id = %id, attempts = attempt, error = why, "payout stuck after its last attempt; parked for an operator");
             crate::metrics::count("PayoutsStuck", 1);
             return Err(MessageError(format!("payout stuck after {attempt} attempts: {why}")));
         }
@@ -484,7 +491,7 @@ impl Payouts {
                 tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not set the retry delay; the queue's visibility timeout applies");
             }
         }
-        tracing::warn!(transaction_id = %tx.id, attempt, delay_seconds = delay, error = why, "payout not sent; retrying later");
+        tracing::warn!(transaction_id = %id, attempt, delay_seconds = delay, error = why, "payout not sent; retrying later");
         Err(MessageError(format!("payout not sent (attempt {attempt}), retrying in {delay} s: {why}")))
     }
 }
@@ -555,11 +562,7 @@ async fn conditional_update(
     for (name, value) in values {
         update = update.expression_attribute_values(name, value);
     }
-    match update.send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(crate::store::is_conditional_failure) => Ok(false),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    crate::store::update_applied(update.send().await)
 }
 
 // ------------------------------------------------------------------------------------------

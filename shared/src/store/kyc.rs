@@ -418,11 +418,7 @@ pub async fn mark_for_review(table: &Table, attempt: &Attempt, why: &str) -> Res
         .expression_attribute_values(":now", s(now_rfc3339()))
         .send()
         .await;
-    match out {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(false),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    super::update_applied(out)
 }
 
 /// Attempts awaiting a person, oldest first.

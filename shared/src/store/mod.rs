@@ -322,6 +322,41 @@ pub fn cancellation_reasons<R>(
     }
 }
 
+/// The outcome of a conditional `UpdateItem`: `true` when applied, `false` when its condition
+/// refused it (nothing written), a [`StoreError`] otherwise.
+///
+/// # Errors
+/// [`StoreError`] for every failure but the condition.
+pub fn update_applied<T>(
+    result: Result<
+        T,
+        SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
+}
+
+/// Sends one message to an SQS queue; the failure in words (for a log line or a retry).
+///
+/// # Errors
+/// The SQS failure, with its whole context.
+pub async fn send_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: String) -> Result<(), String> {
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?;
+    Ok(())
+}
+
 /// Whether an error is DynamoDB's `ConditionalCheckFailedException`.
 pub fn is_conditional_failure<E: ProvideErrorMetadata>(err: &E) -> bool {
     err.code() == Some("ConditionalCheckFailedException")

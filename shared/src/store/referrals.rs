@@ -228,11 +228,7 @@ pub async fn clear_due(table: &Table, referee: &UserId, due_since: &str) -> Resu
         .expression_attribute_values(":due", s(due_since))
         .send()
         .await;
-    match out {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(false),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    super::update_applied(out)
 }
 
 /// Forgets a first deposit that was taken back (refunded, charged back), so that the referee's
@@ -253,11 +249,7 @@ pub async fn forget_first_deposit(table: &Table, referee: &UserId, deposit: &str
         .expression_attribute_values(":txn", s(deposit))
         .send()
         .await;
-    match out {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    super::update_applied(out).map(|_| ())
 }
 
 /// Marks a PENDING referral due again (its referrer has just verified).
@@ -279,11 +271,7 @@ pub async fn mark_due(table: &Table, referee: &UserId) -> Result<(), StoreError>
         .expression_attribute_values(":pending", s("PENDING"))
         .send()
         .await;
-    match out {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    super::update_applied(out).map(|_| ())
 }
 
 /// Verified users whose referrals have not been looked at since they verified, with the
@@ -318,11 +306,7 @@ pub async fn clear_verified_referrer(table: &Table, user: &UserId, marker: &str)
         .expression_attribute_values(":sk", s(marker))
         .send()
         .await;
-    match out {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(super::is_conditional_failure) => Ok(()),
-        Err(e) => Err(StoreError::dynamo(e)),
-    }
+    super::update_applied(out).map(|_| ())
 }
 
 /// Referees whose referral has an unprocessed event, oldest first (for the relay).
