@@ -398,14 +398,19 @@ impl SandboxFaults {
 impl Drop for SandboxFaults {
     fn drop(&mut self) {
         OWNS_SANDBOX.with(|o| o.set(false));
-        // A plain blocking request: Drop cannot await.
-        let Some(addr) = self.base.strip_prefix("http://") else { return };
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            use std::io::{Read, Write};
-            let request = format!("POST /_sandbox/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
-            let _ = stream.write_all(request.as_bytes());
-            let _ = stream.read_to_end(&mut Vec::new());
-        }
+        reset_sandbox_blocking(&self.base);
+    }
+}
+
+/// Clears a sandbox's faults with a plain blocking request (`POST /_sandbox/reset`): a `Drop`
+/// cannot await, and it must run even when the test panicked.
+fn reset_sandbox_blocking(base: &str) {
+    let Some(addr) = base.strip_prefix("http://") else { return };
+    if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+        use std::io::{Read, Write};
+        let request = format!("POST /_sandbox/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+        let _ = stream.write_all(request.as_bytes());
+        let _ = stream.read_to_end(&mut Vec::new());
     }
 }
 
@@ -608,13 +613,7 @@ impl KycSandboxFaults {
 impl Drop for KycSandboxFaults {
     fn drop(&mut self) {
         OWNS_SANDBOX.with(|o| o.set(false));
-        let Some(addr) = self.sandbox.base.strip_prefix("http://") else { return };
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            use std::io::{Read, Write};
-            let request = format!("POST /_sandbox/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
-            let _ = stream.write_all(request.as_bytes());
-            let _ = stream.read_to_end(&mut Vec::new());
-        }
+        reset_sandbox_blocking(&self.sandbox.base);
     }
 }
 

@@ -340,19 +340,9 @@ pub fn parse_month(raw: Option<&str>) -> Result<String, ListAdjustmentsError> {
 /// # Errors
 /// [`ListAdjustmentsError::Store`] on storage failure.
 pub async fn list_adjustments(table: &Table, month: &str) -> Result<Vec<AdjustmentView>, ListAdjustmentsError> {
-    let out = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .index_name("gsi2")
-        .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", s(format!("ADJUSTMENTS#{month}")))
-        .scan_index_forward(false)
-        .limit(MAX_LISTED_ADJUSTMENTS)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    Ok(out.items().iter().map(AdjustmentView::of_item).collect::<Result<_, _>>()?)
+    let items =
+        crate::store::index_newest(table, "gsi2", &format!("ADJUSTMENTS#{month}"), MAX_LISTED_ADJUSTMENTS).await?;
+    Ok(items.iter().map(AdjustmentView::of_item).collect::<Result<_, _>>()?)
 }
 
 /// One movement as an operator sees it: the owner's view, and for an adjustment who made it

@@ -131,19 +131,8 @@ pub async fn get(table: &Table, user: &UserId, id: &BankAccountId) -> Result<Opt
 /// # Errors
 /// [`StoreError`] on storage failure.
 pub async fn list(table: &Table, user: &UserId) -> Result<Vec<BankAccount>, StoreError> {
-    let out = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .index_name("gsi1")
-        .key_condition_expression("gsi1pk = :pk")
-        .expression_attribute_values(":pk", s(format!("USER#{user}#BANKACCTS")))
-        .scan_index_forward(false)
-        .limit(100)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    let all = out.items.unwrap_or_default().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+    let items = super::index_newest(table, "gsi1", &format!("USER#{user}#BANKACCTS"), 100).await?;
+    let all = items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
     Ok(all.into_iter().filter(|a| a.status == "ACTIVE").take(50).collect())
 }
 

@@ -304,6 +304,33 @@ pub async fn gsi2_partition(table: &Table, partition: &str, limit: i32) -> Resul
     Ok(out.items.unwrap_or_default())
 }
 
+/// The first `limit` items of one partition of index `index` (`gsi1` or `gsi2`), newest first
+/// by its sort key (eventually consistent, like every index read).
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn index_newest(
+    table: &Table,
+    index: &str,
+    partition: &str,
+    limit: i32,
+) -> Result<Vec<item::Item>, StoreError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(index)
+        .key_condition_expression("#pk = :pk")
+        .expression_attribute_names("#pk", format!("{index}pk"))
+        .expression_attribute_values(":pk", item::s(partition))
+        .scan_index_forward(false)
+        .limit(limit)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    Ok(out.items.unwrap_or_default())
+}
+
 /// The per-item reasons of a cancelled `TransactWriteItems`, in request order
 /// (`"ConditionalCheckFailed"`, `"None"`, `"TransactionConflict"`, ...), or `None` when the
 /// error is not a cancellation.
