@@ -211,10 +211,11 @@ async fn a_webhook_with_a_forged_signature_a_stale_or_future_timestamp_changes_n
     let app = TestApp::spawn_serving().await;
     let sandbox = KycSandbox::new();
     let (token, _, reference) = undecided_attempt(&app).await;
-    let now = chrono::Utc::now().timestamp();
     let forged = sandbox.deliver(&reference, json!({"secret": "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})).await.1;
-    let stale = sandbox.deliver(&reference, json!({"timestamp": now - 301})).await.1;
-    let future = sandbox.deliver(&reference, json!({"timestamp": now + 301})).await.1;
+    // Each timestamp is taken right before its delivery, well past the 5-minute window, so a
+    // slow machine cannot bring it back inside.
+    let stale = sandbox.deliver(&reference, json!({"timestamp": chrono::Utc::now().timestamp() - 330})).await.1;
+    let future = sandbox.deliver(&reference, json!({"timestamp": chrono::Utc::now().timestamp() + 330})).await.1;
     assert_eq!([forged, stale, future].concat(), vec![Some(401); 3]);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.get("/v1/kyc", Some(&token)).await.json["status"], "PENDING");
