@@ -87,6 +87,9 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
     purse::config::load_aws().await
 }
 
+/// The billing period of calls in test stacks, in seconds.
+pub const CALL_PERIOD_SECONDS: u64 = 2;
+
 impl TestApp {
     /// Provisions a fresh stack and starts every function.
     pub async fn spawn() -> Self {
@@ -106,7 +109,10 @@ impl TestApp {
         let aws = emulator_config().await;
         let template = Template::project().expect("template.yaml");
         let prefix = format!("t{}-", ulid::Ulid::new().to_string().to_lowercase());
-        let params = provision::local_parameters(&template, "http://purse.test");
+        let mut params = provision::local_parameters(&template, "http://purse.test");
+        // Calls bill a "minute" every 2 s and ring for 5 s in tests.
+        params.insert("BillingPeriodSeconds".into(), CALL_PERIOD_SECONDS.to_string());
+        params.insert("CallRingSeconds".into(), "5".into());
         let stack = provision::provision(&template, &aws, &prefix, params).await.expect("provision");
         let router = Router::start_with(&template, &stack, &aws, adjust).await.expect("functions start");
         let table = purse::store::Table {
@@ -749,4 +755,289 @@ pub async fn emulator_stats(reset: bool) -> Value {
         http.post(format!("{base}/_emulator/stats/reset")).send().await.expect("emulator");
     }
     stats
+}
+
+impl TestApp {
+    /// A game service credential for service `name` holding `scopes`, made as
+    /// `purse-admin service-create` makes it: (client id, secret).
+    pub async fn service_credential(&self, name: &str, scopes: &str) -> (String, String) {
+        let name = purse::auth::service::ServiceName::parse(name).expect("a service name");
+        let scopes = purse::auth::service::Scopes::parse(scopes).expect("scopes");
+        let (credential, secret) =
+            purse::store::services::create(&self.table, &name, &scopes, "operator:test").await.expect("created");
+        (credential.id.to_string(), secret.expose().to_owned())
+    }
+
+    /// POSTs JSON with this exact `Authorization` header value (`None`: no header).
+    pub async fn post_authorized(&self, path: &str, body: &Value, authorization: Option<&str>) -> TestResponse {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = authorization {
+            headers.push(("authorization", a));
+        }
+        self.send("POST", path, &headers, body.to_string().as_bytes()).await
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Calls
+// ------------------------------------------------------------------------------------------
+
+impl TestApp {
+    /// The environment the function built as `binary` runs with in this stack (to build its
+    /// services directly in a test).
+    pub fn function_env(&self, binary: &str) -> purse::config::Env {
+        let spec = self
+            .template
+            .functions()
+            .expect("functions")
+            .into_iter()
+            .find(|f| f.binary == binary)
+            .unwrap_or_else(|| panic!("no function {binary}"));
+        self.stack.function_env(&spec).expect("function env")
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// WebSocket API: the local endpoint (as `make dev` serves it) and a client
+// ------------------------------------------------------------------------------------------
+
+/// A [`TestApp`] that also serves the WebSocket API on its own local port: the `$connect`,
+/// `$disconnect`, `$default` and custom routes of `template.yaml` and the `@connections`
+/// Management API the functions push through. Derefs to the [`TestApp`].
+pub struct WsTestApp {
+    pub app: TestApp,
+    /// Where clients connect, `ws://127.0.0.1:<port>/` (the functions' `PURSE_WS_URL`).
+    pub ws_url: String,
+    /// Where functions push, `http://127.0.0.1:<port>` (the functions' `PURSE_WS_CALLBACK_URL`).
+    pub ws_callback_url: String,
+    /// The endpoint itself (its open connections).
+    pub ws: std::sync::Arc<purse_devserver::websocket::WsEndpoint>,
+}
+
+impl std::ops::Deref for WsTestApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl TestApp {
+    /// Like [`TestApp::spawn_serving`], adjusting functions' environments too (applied after the
+    /// webhook URLs).
+    pub async fn spawn_serving_with(
+        adjust: impl Fn(&purse_local::template::FunctionSpec, purse::config::Env) -> purse::config::Env,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let webhook = format!("{base}/webhooks/revio");
+        let kyc_webhook = format!("{base}/webhooks/kyc");
+        let mut app = Self::spawn_with(move |f, mut env| {
+            if f.environment.contains_key("REVIO_WEBHOOK_URL") {
+                env = env.with("REVIO_WEBHOOK_URL", webhook.clone());
+            }
+            if f.environment.contains_key("KYC_WEBHOOK_URL") {
+                env = env.with("KYC_WEBHOOK_URL", kyc_webhook.clone());
+            }
+            adjust(f, env)
+        })
+        .await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let router = app.router.clone();
+        let mut shutdown = stop_rx.clone();
+        app.tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            };
+            purse_devserver::gateway::serve(listener, router, stopped, std::time::Duration::from_secs(1)).await;
+        }));
+        let region = app.aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        for consumer in &app.router.consumers {
+            let poller = purse_devserver::sqs::Poller {
+                consumer: consumer.clone(),
+                client: aws_sdk_sqs::Client::new(&app.aws),
+                region: region.clone(),
+            };
+            app.tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
+        }
+        app.base_url = Some(base);
+        app.stop = Some(stop_tx);
+        app
+    }
+
+    /// Like [`TestApp::spawn_serving`], and also serves the WebSocket API on another local
+    /// port with the same router, as `make dev` does: every function that declares
+    /// `PURSE_WS_CALLBACK_URL` pushes to it and `PURSE_WS_URL` names it.
+    pub async fn spawn_serving_ws() -> WsTestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ws_callback_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let local = provision::local_ws_env(&ws_callback_url);
+        let ws_url = local[provision::WS_URL_VAR].clone();
+        let mut app = Self::spawn_serving_with(move |f, mut env| {
+            for (name, value) in &local {
+                if f.environment.contains_key(name) {
+                    env = env.with(name, value.clone());
+                }
+            }
+            env
+        })
+        .await;
+        let stage = app.stack.parameters.get("Stage").cloned().unwrap_or_else(|| "local".into());
+        let ws = std::sync::Arc::new(purse_devserver::websocket::WsEndpoint::new(app.router.clone(), &stage));
+        let mut shutdown = app.stop.as_ref().expect("serving").subscribe();
+        let endpoint = ws.clone();
+        app.tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            };
+            purse_devserver::websocket::serve(listener, endpoint, stopped, std::time::Duration::from_secs(1)).await;
+        }));
+        WsTestApp { app, ws_url, ws_callback_url, ws }
+    }
+}
+
+impl WsTestApp {
+    /// Opens a WebSocket as a signed-in user: a ticket from `POST /v1/ws-tickets`, then its URL.
+    ///
+    /// # Panics
+    /// When no ticket is issued or the handshake is refused.
+    pub async fn ws_connect(&self, token: &str) -> WsClient {
+        let r = self.post_retrying("/v1/ws-tickets", &serde_json::json!({}), Some(token), &[]).await;
+        assert_eq!(r.status, 201, "ws ticket: {}", r.text);
+        let url = r.json["url"].as_str().expect("the ticket's url");
+        WsClient::connect(url).await.unwrap_or_else(|status| panic!("the handshake was refused: {status}"))
+    }
+
+    /// A Management API client of this endpoint, as the functions hold it.
+    pub fn pusher(&self) -> purse::ws::Pusher {
+        let env = purse::config::Env::default().with(provision::WS_CALLBACK_URL_VAR, self.ws_callback_url.clone());
+        purse::ws::Pusher::from_env(&env, &self.aws).expect("pusher")
+    }
+}
+
+/// A WebSocket client for tests. Frames are JSON; one that is not is returned as a JSON string.
+/// Frames skipped by [`WsClient::next_of_type`] are kept and returned first by
+/// [`WsClient::next`].
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    pending: std::collections::VecDeque<Value>,
+    closed: Option<(u16, String)>,
+}
+
+impl WsClient {
+    /// Opens a WebSocket to `url` (`ws://.../?ticket=...`).
+    ///
+    /// # Errors
+    /// The HTTP status of a refused handshake (e.g. 401 from `$connect`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or does not answer with a status.
+    pub async fn connect(url: &str) -> Result<WsClient, u16> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((stream, _)) => Ok(WsClient { stream, pending: Default::default(), closed: None }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("cannot open a WebSocket to {url}: {e}"),
+        }
+    }
+
+    /// Sends a JSON text frame.
+    pub async fn send(&mut self, frame: &Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        use futures::SinkExt;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send a frame");
+    }
+
+    /// The next frame (a skipped one first), or `None` when none arrives within `timeout` or the
+    /// server closed the connection (see [`WsClient::closed`]).
+    pub async fn next(&mut self, timeout: std::time::Duration) -> Option<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
+        self.read(tokio::time::Instant::now() + timeout).await
+    }
+
+    async fn read(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            if self.closed.is_some() {
+                return None;
+            }
+            let frame = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let text = text.as_str();
+                    return Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    self.closed = Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => self.closed = Some((1006, String::new())),
+            }
+        }
+    }
+
+    /// The next frame whose `type` is `kind`, skipping (and keeping) others.
+    ///
+    /// # Panics
+    /// When none arrives within `timeout`; the message lists what did arrive.
+    pub async fn next_of_type(&mut self, kind: &str, timeout: std::time::Duration) -> Value {
+        if let Some(i) = self.pending.iter().position(|v| v["type"] == kind) {
+            return self.pending.remove(i).expect("present");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Some(v) = self.read(deadline).await {
+            if v["type"] == kind {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+        panic!(
+            "no {kind:?} frame within {timeout:?}; received {:?}{}",
+            self.pending,
+            self.closed.as_ref().map(|(c, r)| format!("; closed {c} {r:?}")).unwrap_or_default()
+        );
+    }
+
+    /// Frames received but skipped so far.
+    pub fn skipped(&self) -> Vec<Value> {
+        self.pending.iter().cloned().collect()
+    }
+
+    /// Asserts that no new frame arrives for `duration` (skipped ones do not count).
+    ///
+    /// # Panics
+    /// When one does.
+    pub async fn expect_silence(&mut self, duration: std::time::Duration) {
+        if let Some(v) = self.read(tokio::time::Instant::now() + duration).await {
+            panic!("expected no frame for {duration:?}, got {v}");
+        }
+    }
+
+    /// The close code and reason, once the server has closed the connection.
+    pub fn closed(&self) -> Option<(u16, String)> {
+        self.closed.clone()
+    }
+
+    /// Waits up to `timeout` for the server to close the connection; its code and reason.
+    pub async fn wait_closed(&mut self, timeout: std::time::Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.closed.is_none() {
+            match self.read(deadline).await {
+                Some(v) => self.pending.push_back(v),
+                None if self.closed.is_none() => return None,
+                None => {}
+            }
+        }
+        self.closed.clone()
+    }
+
+    /// Closes the connection normally (the server's `$disconnect` follows).
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.stream.close(None)).await;
+    }
 }

@@ -7,7 +7,7 @@
 //! binary, the local dev server and the tests all call [`Loaded::call`], so they run the very
 //! same code path.
 
-use crate::auth::{Caller, Guard};
+use crate::auth::{Caller, Guard, ServiceCaller, ServiceGuard};
 use crate::config::{Env, InitError};
 use crate::error::ApiError;
 use crate::http;
@@ -16,7 +16,8 @@ use lambda_http::{Body, Request, Response};
 use std::future::Future;
 use tracing::Instrument;
 
-/// Who may call a route. Roles always come from the verified access token.
+/// Who may call a route. Roles always come from the verified access token; a service's scopes
+/// from its stored credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone; no token is read.
@@ -25,6 +26,11 @@ pub enum Access {
     User,
     /// A signed-in user holding the `admin` role.
     Admin,
+    /// A game service (a program, not a person) whose active credential holds this scope
+    /// (`games:fees`, ...), sent as `Authorization: Basic base64(<client id>:<secret>)`
+    /// ([`crate::auth::service`]). A user's access token is refused here (401), and a service
+    /// credential is refused on every user route (it is not a Bearer token).
+    Service(&'static str),
 }
 
 /// What a function is given at cold start.
@@ -50,6 +56,8 @@ pub struct RequestCtx {
     pub request_id: String,
     /// The authenticated caller; always `Some` for [`Access::User`] and [`Access::Admin`].
     pub caller: Option<Caller>,
+    /// The authenticated game service; always `Some` for [`Access::Service`].
+    pub service: Option<ServiceCaller>,
 }
 
 impl RequestCtx {
@@ -59,6 +67,14 @@ impl RequestCtx {
     /// 401 when the route is public and nobody is signed in.
     pub fn caller(&self) -> Result<&Caller, ApiError> {
         self.caller.as_ref().ok_or_else(|| ApiError::unauthorized("sign in first"))
+    }
+
+    /// The authenticated game service.
+    ///
+    /// # Errors
+    /// 401 when the route is not a service route.
+    pub fn service(&self) -> Result<&ServiceCaller, ApiError> {
+        self.service.as_ref().ok_or_else(|| ApiError::unauthorized("send a service credential"))
     }
 }
 
@@ -77,23 +93,30 @@ pub trait HttpFunction: Sized + Send + Sync + 'static {
     fn handle(&self, ctx: &RequestCtx, req: Request) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
 }
 
-/// A function with what the runner needs around it (the token guard for protected routes).
+/// A function with what the runner needs around it (the token guard for protected routes, the
+/// credential guard for service routes).
 pub struct Loaded<F> {
     function: F,
     guard: Option<Guard>,
+    services: Option<ServiceGuard>,
 }
 
+/// Who the runner found calling: a user, a service, or nobody (public routes).
+type Callers = (Option<Caller>, Option<ServiceCaller>);
+
 impl<F: HttpFunction> Loaded<F> {
-    /// Initialises the function and, for protected routes, the token guard.
+    /// Initialises the function and, for protected routes, the token guard (service routes:
+    /// the credential guard).
     ///
     /// # Errors
     /// Whatever [`HttpFunction::init`] or loading the token keys fails with.
     pub async fn init(ctx: &InitContext) -> Result<Self, InitError> {
-        let guard = match F::ACCESS {
-            Access::Public => None,
-            Access::User | Access::Admin => Some(Guard::from_env(ctx).await?),
+        let (guard, services) = match F::ACCESS {
+            Access::Public => (None, None),
+            Access::User | Access::Admin => (Some(Guard::from_env(ctx).await?), None),
+            Access::Service(_) => (None, Some(ServiceGuard::from_env(ctx)?)),
         };
-        Ok(Self { function: F::init(ctx).await?, guard })
+        Ok(Self { function: F::init(ctx).await?, guard, services })
     }
 
     /// The function itself, for tests that reach past HTTP.
@@ -110,16 +133,20 @@ impl<F: HttpFunction> Loaded<F> {
             method = %req.method(),
             path = %req.uri().path(),
             user_id = tracing::field::Empty,
+            service_id = tracing::field::Empty,
         );
         async {
-            let caller = match self.authenticate(&req) {
-                Ok(caller) => caller,
+            let (caller, service) = match self.authenticate(&req).await {
+                Ok(callers) => callers,
                 Err(e) => return http::error_response(&e, &request_id),
             };
             if let Some(c) = &caller {
                 tracing::Span::current().record("user_id", c.user_id.as_str());
             }
-            let ctx = RequestCtx { request_id: request_id.clone(), caller };
+            if let Some(s) = &service {
+                tracing::Span::current().record("service_id", s.service_id.as_str());
+            }
+            let ctx = RequestCtx { request_id: request_id.clone(), caller, service };
             match crate::retry::with_budget(crate::retry::REQUEST_BUDGET, self.function.handle(&ctx, req)).await {
                 Ok(resp) => {
                     tracing::info!(status = resp.status().as_u16(), "request handled");
@@ -132,13 +159,16 @@ impl<F: HttpFunction> Loaded<F> {
         .await
     }
 
-    fn authenticate(&self, req: &Request) -> Result<Option<Caller>, ApiError> {
-        let Some(guard) = &self.guard else { return Ok(None) };
+    async fn authenticate(&self, req: &Request) -> Result<Callers, ApiError> {
+        if let (Access::Service(scope), Some(services)) = (F::ACCESS, &self.services) {
+            return Ok((None, Some(services.authenticate(req, scope).await?)));
+        }
+        let Some(guard) = &self.guard else { return Ok((None, None)) };
         let caller = guard.authenticate(req)?;
         if F::ACCESS == Access::Admin && !caller.is_admin() {
             return Err(ApiError::forbidden("this route is for administrators"));
         }
-        Ok(Some(caller))
+        Ok((Some(caller), None))
     }
 }
 
@@ -325,6 +355,149 @@ pub async fn run_scheduled<F: ScheduledFunction>() -> Result<(), lambda_runtime:
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             function.run().await.map_err(lambda_runtime::Error::from)
+        },
+    ))
+    .await
+}
+
+// ------------------------------------------------------------------------------------------
+// WebSocket routes (API Gateway WebSocket API)
+// ------------------------------------------------------------------------------------------
+
+pub use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+
+/// What a WebSocket route's handler is given: the facts of API Gateway's event that matter.
+#[derive(Debug, Clone)]
+pub struct WsRequest {
+    /// API Gateway's id of the connection (the address of pushes to it).
+    pub connection_id: String,
+    /// The route (`$connect`, `$disconnect`, `$default`, `call.invite`, ...).
+    pub route_key: String,
+    /// `CONNECT`, `MESSAGE` or `DISCONNECT`.
+    pub event_type: String,
+    /// API Gateway's request id.
+    pub request_id: String,
+    /// The frame's text, for `MESSAGE` events.
+    pub body: Option<String>,
+    /// The query string of the handshake (`$connect` only), such as `ticket`.
+    pub query: std::collections::HashMap<String, String>,
+}
+
+impl WsRequest {
+    /// Reads API Gateway's event.
+    pub fn from_event(event: &ApiGatewayWebsocketProxyRequest) -> Self {
+        let ctx = &event.request_context;
+        let query = event
+            .query_string_parameters
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<std::collections::HashMap<_, _>>();
+        Self {
+            connection_id: ctx.connection_id.clone().unwrap_or_default(),
+            route_key: ctx.route_key.clone().unwrap_or_default(),
+            event_type: ctx.event_type.clone().unwrap_or_default(),
+            request_id: ctx.request_id.clone().unwrap_or_default(),
+            body: event.body.clone(),
+            query,
+        }
+    }
+}
+
+/// One WebSocket route's Lambda function.
+///
+/// A `$connect` handler's error refuses the handshake with the error's status. Any other
+/// route's error is sent to the connection as an `error` frame (`{"type":"error","code",...}`)
+/// through the Management API: a WebSocket client never sees an HTTP status.
+pub trait WsFunction: Sized + Send + Sync + 'static {
+    /// Reads configuration and builds clients, once per cold start.
+    ///
+    /// # Errors
+    /// An [`InitError`] naming the missing or invalid setting.
+    fn init(ctx: &InitContext) -> impl Future<Output = Result<Self, InitError>> + Send;
+
+    /// Handles one event.
+    fn handle(&self, req: &WsRequest) -> impl Future<Output = Result<(), crate::ws::WsError>> + Send;
+
+    /// The client that pushes frames to connections (the runner sends error frames with it).
+    fn pusher(&self) -> &crate::ws::Pusher;
+}
+
+/// An initialised [`WsFunction`].
+pub struct LoadedWs<F>(pub F);
+
+impl<F: WsFunction> LoadedWs<F> {
+    /// Initialises the function.
+    ///
+    /// # Errors
+    /// Whatever [`WsFunction::init`] fails with.
+    pub async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        Ok(Self(F::init(ctx).await?))
+    }
+
+    /// Handles one API Gateway WebSocket event: the status answers a `$connect` (200 accepts
+    /// the handshake); for a message, an error becomes an `error` frame to the sender.
+    pub async fn call(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let req = WsRequest::from_event(&event);
+        let span = tracing::info_span!(
+            "ws",
+            request_id = %req.request_id,
+            route = %req.route_key,
+            connection_id = %req.connection_id,
+        );
+        async {
+            let result = crate::retry::with_budget(crate::retry::REQUEST_BUDGET, self.0.handle(&req)).await;
+            let status = match result {
+                Ok(()) => 200,
+                Err(e) => {
+                    if e.status >= 500 {
+                        tracing::error!(code = e.code, cause = e.cause.as_deref().unwrap_or(""), "ws route failed");
+                    } else {
+                        tracing::info!(code = e.code, "ws route refused");
+                    }
+                    if req.event_type == "MESSAGE" {
+                        let frame = e.frame();
+                        if let Err(push) = self.0.pusher().send(&req.connection_id, &frame).await {
+                            tracing::warn!(error = %push, "could not send the error frame");
+                        }
+                        200
+                    } else {
+                        e.status
+                    }
+                }
+            };
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = i64::from(status);
+            response
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A loaded WebSocket function behind a trait object, for the local WebSocket endpoint.
+pub trait DynWsFunction: Send + Sync {
+    /// See [`LoadedWs::call`].
+    fn call_dyn(&self, event: ApiGatewayWebsocketProxyRequest) -> BoxFuture<'_, ApiGatewayProxyResponse>;
+}
+
+impl<F: WsFunction> DynWsFunction for LoadedWs<F> {
+    fn call_dyn(&self, event: ApiGatewayWebsocketProxyRequest) -> BoxFuture<'_, ApiGatewayProxyResponse> {
+        Box::pin(self.call(event))
+    }
+}
+
+/// Initialises `F` and serves WebSocket route events on the runtime API.
+///
+/// # Errors
+/// Initialisation errors.
+pub async fn run_ws<F: WsFunction>() -> Result<(), lambda_runtime::Error> {
+    let function = cold_start(|ctx| async move { LoadedWs::<F>::init(&ctx).await }).await?;
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            // Boxed: the handler's future is deep enough to overflow the compiler's layout limit.
+            let response: BoxFuture<'_, ApiGatewayProxyResponse> = Box::pin(function.call(event.payload));
+            Ok::<_, std::convert::Infallible>(response.await)
         },
     ))
     .await

@@ -78,6 +78,9 @@ const EXERCISED: &[&str] = &[
     "http_admin_adjustments_create.json",
     "http_admin_adjustments_list.json",
     "http_admin_users_get.json",
+    // the_game_events_pay_a_reward_and_charge_a_fee_once_per_game_session
+    "http_games_fees.json",
+    "http_games_rewards.json",
 ];
 
 /// The names of the event files in `events/` (everything but `README.md`), sorted.
@@ -356,7 +359,13 @@ fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
             assert_eq!(sent, query, "{file}: queryStringParameters and rawQueryString agree");
             let protected = !route_path.starts_with("/v1/auth/");
             let authorization = headers.get("authorization").and_then(Value::as_str);
-            if protected && !file.contains(".no_token.") {
+            if route_path.starts_with("/v1/games/") {
+                assert_eq!(
+                    authorization,
+                    Some("Basic placeholder-service_credentials"),
+                    "{file}: a game service's credential, Authorization: Basic {{{{SERVICE_CREDENTIALS}}}}"
+                );
+            } else if protected && !file.contains(".no_token.") {
                 assert_eq!(
                     authorization,
                     Some("Bearer placeholder-access_token"),
@@ -1273,5 +1282,53 @@ async fn the_admin_events_credit_a_user_list_the_adjustment_and_look_the_user_up
     let unknown = purse::domain::ids::UserId::generate().to_string();
     let missing = invoke(&app, "http_admin_users_get.json", &[auth, ("USER_ID", unknown.as_str())]).await;
     assert_eq!((missing.status, missing.code()), (404, "user_not_found"), "{}", missing.text);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_game_events_pay_a_reward_and_charge_a_fee_once_per_game_session() {
+    let app = TestApp::spawn().await;
+    let (user, token) = app.user_token().await;
+    let credentials = |id: &str, secret: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    };
+    let (id, secret) = app.service_credential("chess-arena", "games:fees,games:rewards").await;
+    let both = credentials(&id, &secret);
+    let values = [("SERVICE_CREDENTIALS", both.as_str()), ("USER_ID", user.as_str())];
+
+    // POST /v1/games/rewards: 30.00 from the rewards pool; the same event again pays nothing more.
+    let paid = invoke(&app, "http_games_rewards.json", &values).await;
+    assert_eq!((paid.status, paid.header("idempotent-replayed")), (201, None), "{}", paid.text);
+    assert_eq!(
+        (paid.json["type"].as_str(), paid.json["amount"].as_str(), paid.json["game_session_id"].as_str()),
+        (Some("REWARD"), Some("30.00"), Some("tournament-17-final"))
+    );
+    let again = invoke(&app, "http_games_rewards.json", &values).await;
+    assert_eq!((again.status, again.header("idempotent-replayed")), (201, Some("true")), "{}", again.text);
+    assert_eq!(again.json, paid.json);
+
+    // POST /v1/games/fees: 12.50 to platform revenue, once.
+    let charged = invoke(&app, "http_games_fees.json", &values).await;
+    assert_eq!(charged.status, 201, "{}", charged.text);
+    assert_eq!((charged.json["type"].as_str(), charged.json["amount"].as_str()), (Some("GAME_FEE"), Some("12.50")));
+    let again = invoke(&app, "http_games_fees.json", &values).await;
+    assert_eq!((again.status, again.json["transaction_id"].clone()), (201, charged.json["transaction_id"].clone()));
+    assert_eq!(app.wallet_of(&user).await.0, "17.50");
+    let history = app.get("/v1/transactions", Some(&token)).await;
+    let seen: Vec<_> = history.json["items"].as_array().unwrap().iter().map(|t| t["type"].as_str()).collect();
+    assert_eq!(seen, [Some("GAME_FEE"), Some("REWARD")], "{}", history.text);
+
+    // Another scope only, a forged secret, a user's token: refused, nothing moves.
+    let (fees_id, fees_secret) = app.service_credential("chess-arena", "games:fees").await;
+    let fees_only = credentials(&fees_id, &fees_secret);
+    let r = invoke(&app, "http_games_rewards.json", &[("SERVICE_CREDENTIALS", fees_only.as_str()), values[1]]).await;
+    assert_eq!((r.status, r.code()), (403, "insufficient_scope"), "{}", r.text);
+    let forged = credentials(&id, "sk_forged");
+    let r = invoke(&app, "http_games_fees.json", &[("SERVICE_CREDENTIALS", forged.as_str()), values[1]]).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.text);
+    let r = invoke(&app, "http_games_fees.json", &[("SERVICE_CREDENTIALS", token.as_str()), values[1]]).await;
+    assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.text);
+    assert_eq!(app.wallet_of(&user).await.0, "17.50");
     app.assert_ledger_balanced().await;
 }

@@ -194,3 +194,150 @@ async fn the_audit_reports_a_balance_that_does_not_match_its_movements() {
     );
     assert!(report.differences.iter().any(|d| d.contains("sum to 0.01")), "{:?}", report.differences);
 }
+
+// ------------------------------------------------------------------------------------------
+// Split movements (a call minute: the caller pays, the callee and the platform share it)
+// ------------------------------------------------------------------------------------------
+
+fn split(callee: &UserId, callee_part: &str, platform_part: &str) -> Vec<store::Leg> {
+    vec![
+        store::Leg { account: Side::Account(AccountId::wallet(callee)), amount: callee_part.parse().unwrap() },
+        store::Leg { account: Side::System(SystemAccount::PlatformRevenue), amount: platform_part.parse().unwrap() },
+    ]
+}
+
+#[tokio::test]
+async fn a_split_posting_pays_each_leg_releases_the_rest_and_holds_the_next_in_one_write() {
+    let app = TestApp::spawn().await;
+    let caller = funded_user(&app, "25.00").await;
+    let (callee_id, callee_token) = app.user_token().await;
+    let callee = UserId::parse(&callee_id).unwrap();
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    store::hold(&app.table, &first).await.unwrap();
+    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+
+    let posting = store::SplitPosting {
+        charge: coins("10.00").value(),
+        legs: split(&callee, "7.00", "3.00"),
+        next: Some(&next),
+        extra: Vec::new(),
+    };
+    let settled = store::post_split(&app.table, &first.id, posting).await.unwrap();
+    assert!(settled.changed);
+    // Paid 10 of 25; the next 10 is held: available 5.
+    assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
+    assert_eq!(app.wallet_of(&callee_id).await, ("7.00".into(), "7.00".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+
+    // The callee sees their leg in their own history, as a credit.
+    let history = app.get("/v1/transactions", Some(&callee_token)).await;
+    let items = history.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", history.json);
+    assert_eq!(items[0]["id"], first.id.as_str());
+    assert_eq!(items[0]["amount"], "7.00");
+    assert_eq!(items[0]["direction"], "credit");
+    assert_eq!(items[0]["type"], "CALL_CHARGE");
+    let one = app.get(&format!("/v1/transactions/{}", first.id), Some(&callee_token)).await;
+    assert_eq!(one.status, 200, "{}", one.json);
+    assert_eq!(one.json["amount"], "7.00");
+
+    // Posting it again changes nothing.
+    let again = store::SplitPosting {
+        charge: coins("10.00").value(),
+        legs: split(&callee, "7.00", "3.00"),
+        next: Some(&next),
+        extra: Vec::new(),
+    };
+    assert!(!store::post_split(&app.table, &first.id, again).await.unwrap().changed);
+
+    // The last, partial period: 4.17 charged, 5.83 of the hold released, nothing held next.
+    let last = store::SplitPosting {
+        charge: coins("4.17").value(),
+        legs: split(&callee, "2.91", "1.26"),
+        next: None,
+        extra: Vec::new(),
+    };
+    store::post_split(&app.table, &next.id, last).await.unwrap();
+    assert_eq!(app.wallet_of(caller.as_str()).await, ("10.83".into(), "10.83".into(), "0.00".into()));
+    assert_eq!(app.wallet_of(&callee_id).await, ("9.91".into(), "9.91".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_split_posting_whose_next_hold_does_not_fit_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let caller = funded_user(&app, "15.00").await;
+    let (callee_id, _) = app.user_token().await;
+    let callee = UserId::parse(&callee_id).unwrap();
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    store::hold(&app.table, &first).await.unwrap();
+    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    let posting = store::SplitPosting {
+        charge: coins("10.00").value(),
+        legs: split(&callee, "7.00", "3.00"),
+        next: Some(&next),
+        extra: Vec::new(),
+    };
+    assert!(matches!(store::post_split(&app.table, &first.id, posting).await, Err(LedgerError::InsufficientFunds)));
+    assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
+    assert!(store::get_transaction(&app.table, &next.id).await.unwrap().is_none());
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_split_posting_whose_legs_do_not_sum_to_the_charge_is_refused() {
+    let app = TestApp::spawn().await;
+    let caller = funded_user(&app, "15.00").await;
+    let (callee_id, _) = app.user_token().await;
+    let callee = UserId::parse(&callee_id).unwrap();
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    store::hold(&app.table, &first).await.unwrap();
+    for (charge, a, b) in [("10.00", "7.00", "2.99"), ("10.01", "7.01", "3.00"), ("0.00", "0.00", "0.00")] {
+        let posting = store::SplitPosting {
+            charge: charge.parse().unwrap(),
+            legs: split(&callee, a, b),
+            next: None,
+            extra: Vec::new(),
+        };
+        assert!(store::post_split(&app.table, &first.id, posting).await.is_err(), "{charge} = {a} + {b}");
+    }
+    assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_audit_catches_a_split_movement_whose_legs_do_not_match_its_amount() {
+    let app = TestApp::spawn().await;
+    let caller = funded_user(&app, "15.00").await;
+    let (callee_id, _) = app.user_token().await;
+    let callee = UserId::parse(&callee_id).unwrap();
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    store::hold(&app.table, &first).await.unwrap();
+    let posting = store::SplitPosting {
+        charge: coins("10.00").value(),
+        legs: split(&callee, "7.00", "3.00"),
+        next: None,
+        extra: Vec::new(),
+    };
+    store::post_split(&app.table, &first.id, posting).await.unwrap();
+    app.assert_ledger_balanced().await;
+    // Tamper with one leg, as a bug would: the audit names the movement.
+    let mut key = store::transaction_key(&first.id);
+    key.remove("gsi1pk");
+    app.table
+        .client
+        .update_item()
+        .table_name(&app.table.name)
+        .set_key(Some(key))
+        .update_expression("SET legs[0].amount = :x")
+        .expression_attribute_values(":x", aws_sdk_dynamodb::types::AttributeValue::N("6.00".into()))
+        .send()
+        .await
+        .unwrap();
+    let report = purse::ledger::audit::run(&app.table).await.unwrap();
+    assert!(
+        report.differences.iter().any(|d| d.contains(first.id.as_str()) && d.contains("legs")),
+        "{:?}",
+        report.differences
+    );
+}

@@ -5,10 +5,12 @@
 mod admin;
 mod amounts;
 mod auth;
+mod calls;
 mod cases;
 mod chaos;
 mod deposits;
 mod events;
+mod games;
 mod hardening;
 mod history;
 mod idempotency;

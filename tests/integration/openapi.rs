@@ -3,7 +3,8 @@
 //! - Its paths and methods are exactly the routes of `template.yaml`: every HttpApi event, and
 //!   every Function URL (mounted at `Metadata.LocalPath`, always POST).
 //! - Every operation has an `operationId` and a 2xx answer; protected routes declare the bearer
-//!   scheme, public ones do not, and webhooks declare their signature header.
+//!   scheme, public ones do not, webhooks declare their signature header, and the game service
+//!   routes (`/v1/games/…`) the HTTP Basic service credential instead of the bearer scheme.
 //! - Every error `code` the code can answer with is listed, under the status it is sent with, and
 //!   no listed code is invented.
 //!
@@ -125,6 +126,11 @@ fn every_operation_has_an_id_a_success_answer_and_the_security_its_route_needs()
                 .and_then(Value::as_str)
                 .is_some_and(|n| n.eq_ignore_ascii_case("x-signature") || n.eq_ignore_ascii_case("webhook-signature"))
     };
+    // Game services authenticate with HTTP Basic (client id and secret).
+    let is_service = |s: &Value| {
+        get(s, "type").and_then(Value::as_str) == Some("http")
+            && get(s, "scheme").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case("basic"))
+    };
     let global_security = get(&doc, "security").cloned().unwrap_or(Value::Sequence(vec![]));
     let mut ids = BTreeSet::new();
     for ((method, path), op) in operations(&doc) {
@@ -158,6 +164,15 @@ fn every_operation_has_an_id_a_success_answer_and_the_security_its_route_needs()
             );
         } else if path.starts_with("/v1/auth/") {
             assert!(!bearer, "{what}: a sign-in route must be public, has {names:?}");
+        } else if path.starts_with("/v1/games/") {
+            assert!(!bearer, "{what}: a game service route does not take a user's bearer token");
+            assert!(
+                names.iter().any(|n| scheme_is(n, &is_service)),
+                "{what}: a game service route must declare the HTTP Basic service scheme, has {names:?}"
+            );
+            for status in ["401", "403"] {
+                assert!(statuses.iter().any(|s| s == status), "{what}: a game service route answers {status}");
+            }
         } else {
             assert!(bearer, "{what}: a protected route must declare the bearer scheme, has {names:?}");
             assert!(statuses.iter().any(|s| s == "401"), "{what}: a protected route answers 401");

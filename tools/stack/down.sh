@@ -38,3 +38,4 @@ stop() { # name script
 stop emulator emulator.py
 stop revio revio.py
 stop kyc kyc.py
+stop telephony telephony.py

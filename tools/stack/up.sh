@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Start the local stack in the background: the AWS emulator (moto + DynamoDB
-# lock, tools/stack/emulator.py), the Revio sandbox (tools/sandbox/revio.py) and
-# the KYC (PAN verification) sandbox (tools/sandbox/kyc.py).
+# lock, tools/stack/emulator.py), the Revio sandbox (tools/sandbox/revio.py), the
+# KYC (PAN verification) sandbox (tools/sandbox/kyc.py) and the telephony (Twilio
+# stand-in) sandbox (tools/sandbox/telephony.py).
 #
 #   PURSE_EMULATOR_PORT  emulator port (default 4566)
 #   PURSE_REVIO_PORT     Revio sandbox port (default 4580)
 #   PURSE_KYC_PORT       KYC sandbox port (default 4590)
+#   PURSE_TELEPHONY_PORT telephony sandbox port (default 4600)
 #   PURSE_STACK_DIR      state dir for pids and logs (default <repo>/.stack)
 #   PURSE_EMULATOR_FAULTS  fault spec for the emulator's global scope, e.g.
 #                        conflict=0.1,throttle=0.05,seed=7 (see emulator.py); the
@@ -14,6 +16,7 @@
 #                        key defaults to $PURSE_STACK_DIR/revio-key.pem so that
 #                        restarts keep the same public key.
 #   KYC_SANDBOX_*        passed through to the KYC sandbox (see kyc.py).
+#   TELEPHONY_SANDBOX_*  passed through to the telephony sandbox (see telephony.py).
 #
 # Idempotent: if the stack this script started (per the pid files) is alive and
 # healthy on the same ports, it does nothing (a changed PURSE_EMULATOR_FAULTS is
@@ -28,6 +31,7 @@ state="${PURSE_STACK_DIR:-$root/.stack}"
 emu_port="${PURSE_EMULATOR_PORT:-4566}"
 revio_port="${PURSE_REVIO_PORT:-4580}"
 kyc_port="${PURSE_KYC_PORT:-4590}"
+tel_port="${PURSE_TELEPHONY_PORT:-4600}"
 py="$root/.venv/bin/python"
 
 "$here/venv.sh"
@@ -81,13 +85,16 @@ healthy() { # url
 emu_url="http://127.0.0.1:$emu_port"
 revio_url="http://127.0.0.1:$revio_port"
 kyc_url="http://127.0.0.1:$kyc_port"
+tel_url="http://127.0.0.1:$tel_port"
 
 if alive emulator emulator.py && alive revio revio.py && alive kyc kyc.py \
+   && alive telephony telephony.py \
    && [[ "$(cat "$state/emulator.port" 2>/dev/null)" == "$emu_port" ]] \
    && [[ "$(cat "$state/revio.port" 2>/dev/null)" == "$revio_port" ]] \
    && [[ "$(cat "$state/kyc.port" 2>/dev/null)" == "$kyc_port" ]] \
+   && [[ "$(cat "$state/telephony.port" 2>/dev/null)" == "$tel_port" ]] \
    && healthy "$emu_url/_emulator/stats" && healthy "$revio_url/_sandbox/health" \
-   && healthy "$kyc_url/_sandbox/health"; then
+   && healthy "$kyc_url/_sandbox/health" && healthy "$tel_url/_sandbox/health"; then
   exit 0
 fi
 
@@ -98,7 +105,7 @@ PURSE_STACK_DIR="$state" "$here/down.sh"
 # would make our server exit at once, or worse, the health check would succeed
 # against the other server. Say so plainly instead.
 for spec in "emulator:$emu_port:PURSE_EMULATOR_PORT" "revio:$revio_port:PURSE_REVIO_PORT" \
-            "KYC sandbox:$kyc_port:PURSE_KYC_PORT"; do
+            "KYC sandbox:$kyc_port:PURSE_KYC_PORT" "telephony sandbox:$tel_port:PURSE_TELEPHONY_PORT"; do
   IFS=: read -r name port var <<<"$spec"
   if ! why="$(port_free "$port")"; then
     echo "up.sh: cannot start the $name: port $port is in use by another process ($why)." >&2
@@ -128,6 +135,7 @@ fi
 start emulator "$emu_port" "$here/emulator.py"
 start revio "$revio_port" "$root/tools/sandbox/revio.py"
 start kyc "$kyc_port" "$root/tools/sandbox/kyc.py"
+start telephony "$tel_port" "$root/tools/sandbox/telephony.py"
 
 fail() { # name message
   echo "up.sh: $1 $2; last lines of $state/$1.log:" >&2
@@ -136,7 +144,7 @@ fail() { # name message
   # still a fork of this script, not yet exec'd, has our command line: stop it here
   local n pid self
   self="$(proc_cmd $$)"
-  for n in emulator revio kyc; do
+  for n in emulator revio kyc telephony; do
     pid="$(pid_of "$n" 2>/dev/null)" || continue
     if [[ -n "$pid" ]] && running "$pid" && [[ "$(proc_cmd "$pid")" == "$self" ]]; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -159,8 +167,8 @@ exited() { # name: fail, with the exit status of our child when it is gone
 # beside us) start-up has been seen to take well over 10 s.
 timeout_s=60
 deadline=$((SECONDS + timeout_s))
-emu_ok=0 revio_ok=0 kyc_ok=0
-while (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 )); do
+emu_ok=0 revio_ok=0 kyc_ok=0 tel_ok=0
+while (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 || tel_ok == 0 )); do
   if (( emu_ok == 0 )); then
     running "$(pid_of emulator)" || exited emulator
     healthy "$emu_url/_emulator/stats" && emu_ok=1
@@ -173,11 +181,16 @@ while (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 )); do
     running "$(pid_of kyc)" || exited kyc
     healthy "$kyc_url/_sandbox/health" && kyc_ok=1
   fi
-  if (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 )); then
+  if (( tel_ok == 0 )); then
+    running "$(pid_of telephony)" || exited telephony
+    healthy "$tel_url/_sandbox/health" && tel_ok=1
+  fi
+  if (( emu_ok == 0 || revio_ok == 0 || kyc_ok == 0 || tel_ok == 0 )); then
     if (( SECONDS >= deadline )); then
       (( emu_ok )) || fail emulator "did not answer within $timeout_s s"
       (( revio_ok )) || fail revio "did not answer within $timeout_s s"
-      fail kyc "did not answer within $timeout_s s"
+      (( kyc_ok )) || fail kyc "did not answer within $timeout_s s"
+      fail telephony "did not answer within $timeout_s s"
     fi
     sleep 0.2
   fi
@@ -187,4 +200,6 @@ done
 alive emulator emulator.py || exited emulator
 alive revio revio.py || exited revio
 alive kyc kyc.py || exited kyc
-echo "up.sh: emulator $emu_url, revio sandbox $revio_url, kyc sandbox $kyc_url (state in $state)" >&2
+alive telephony telephony.py || exited telephony
+echo "up.sh: emulator $emu_url, revio sandbox $revio_url, kyc sandbox $kyc_url," \
+  "telephony sandbox $tel_url (state in $state)" >&2

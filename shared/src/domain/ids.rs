@@ -98,6 +98,15 @@ prefixed_id!(
     /// A bank account a user may withdraw to.
     BankAccountId, "bac_"
 );
+prefixed_id!(
+    /// A game service's credential (its client id): `svc_` and a ULID.
+    ServiceId, "svc_"
+);
+
+prefixed_id!(
+    /// A call between two users (in the app over WebRTC, or over the phone network).
+    CallId, "call_"
+);
 
 #[cfg(test)]
 mod tests {

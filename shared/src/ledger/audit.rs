@@ -2,8 +2,10 @@
 //!
 //! For every account, `balance` must equal the sum of COMPLETED movements into it minus those
 //! out of it, `held` must equal the PENDING movements holding money on it, and
-//! `available = balance - held`. All balances together must sum to zero. The audit reads the
-//! whole table (a paginated Scan): it is an operator's tool, never on a request path.
+//! `available = balance - held`. A split movement (a call minute: the caller pays, the callee and
+//! the platform share it) credits each of its legs, and its legs must sum to its amount. All
+//! balances together must sum to zero. The audit reads the whole table (a paginated Scan): it is
+//! an operator's tool, never on a request path.
 
 use super::store::{account_from_item, transaction_from_item};
 use super::{Account, TransactionStatus};
@@ -68,7 +70,16 @@ pub async fn run(table: &Table) -> Result<AuditReport, StoreError> {
                     match tx.status {
                         TransactionStatus::Completed => {
                             expected.entry(tx.debit_account.clone()).or_default().balance -= amount;
-                            expected.entry(tx.credit_account.clone()).or_default().balance += amount;
+                            let credits = tx.credits();
+                            let credited: Decimal = credits.iter().map(|(_, a)| *a).sum();
+                            if credited != amount {
+                                report
+                                    .differences
+                                    .push(format!("{}: its legs credit {credited} but it moved {amount}", tx.id));
+                            }
+                            for (account, value) in credits {
+                                expected.entry(account).or_default().balance += value;
+                            }
                         }
                         TransactionStatus::Pending if tx.held => {
                             expected.entry(tx.debit_account.clone()).or_default().held += amount;

@@ -10,7 +10,7 @@ pub mod audit;
 pub mod store;
 pub mod transaction;
 
-pub use store::{CreditCounter, LedgerError, NewHold, Quota, Recovery, Reversed, Settled};
+pub use store::{CreditCounter, Leg, LedgerError, NewHold, Quota, Recovery, Reversed, Settled, SplitPosting};
 pub use transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 
 use crate::domain::ids::UserId;

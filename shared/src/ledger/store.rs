@@ -150,6 +150,16 @@ impl Quota {
         Self { key: format!("DEPCAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
     }
 
+    /// A user's game fees on one UTC day (`YYYY-MM-DD`), kept three days.
+    pub fn daily_game_fees(user: &UserId, day: &str, limit: Decimal) -> Self {
+        Self { key: format!("GAMEFEECAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
+    }
+
+    /// A user's game rewards on one UTC day (`YYYY-MM-DD`), kept three days.
+    pub fn daily_game_rewards(user: &UserId, day: &str, limit: Decimal) -> Self {
+        Self { key: format!("GAMEREWARDCAP#{user}#{day}"), limit, expires_at: now_epoch() + 3 * 24 * 3600 }
+    }
+
     fn charge(&self, table: &Table, amount: Amount) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&table.name)
@@ -246,6 +256,17 @@ pub fn transaction_from_item(item: &Item) -> Result<Transaction, StoreError> {
         quota_key: item.opt_str("quota_key").map(str::to_owned),
         reversed_by: item.opt_str("reversed_by").and_then(|r| TransactionId::parse(r).ok()),
         reversal_reason: item.opt_str("reversal_reason").map(str::to_owned),
+        legs: match item.get("legs") {
+            None => Vec::new(),
+            Some(AttributeValue::L(legs)) => legs
+                .iter()
+                .map(|leg| match leg {
+                    AttributeValue::M(m) => Ok((m.str("account")?.to_owned(), m.decimal("amount")?)),
+                    _ => Err(corrupt("legs")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(corrupt("legs")),
+        },
     })
 }
 
@@ -475,6 +496,25 @@ pub async fn hold_with(
     quota: Option<&Quota>,
     attributes: Vec<(&str, AttributeValue)>,
 ) -> Result<Transaction, LedgerError> {
+    hold_inner(table, new, quota, attributes, Vec::new()).await
+}
+
+/// [`hold`], with `extra` items written in the same transaction (such as the call whose first
+/// minute this holds turning ACTIVE); their failed condition is [`LedgerError::ConditionFailed`].
+///
+/// # Errors
+/// As [`hold`], and [`LedgerError::ConditionFailed`].
+pub async fn hold_and(table: &Table, new: &NewHold, extra: Vec<TransactWriteItem>) -> Result<Transaction, LedgerError> {
+    hold_inner(table, new, None, Vec::new(), extra).await
+}
+
+async fn hold_inner(
+    table: &Table,
+    new: &NewHold,
+    quota: Option<&Quota>,
+    attributes: Vec<(&str, AttributeValue)>,
+    extra: Vec<TransactWriteItem>,
+) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
     let movement = NewTransaction {
         id: new.id.clone(),
@@ -499,17 +539,16 @@ pub async fn hold_with(
         put_new(table, item)?,
         wallet_update(table, &new.user_id, WalletMove::Hold, new.amount, new.currency, &now)?,
     ];
+    let mut meaning = vec![LedgerError::Duplicate, LedgerError::InsufficientFunds];
     if let Some(q) = quota {
         items.push(q.charge(table, new.amount)?);
+        meaning.push(LedgerError::LimitExceeded);
     }
+    meaning.extend(extra.iter().map(|_| LedgerError::ConditionFailed));
+    items.extend(extra);
     match transact(table, items).await {
         Ok(()) => Ok(tx),
-        Err(e) => Err(explain_short(
-            table,
-            &new.user_id,
-            refusal(e, &[LedgerError::Duplicate, LedgerError::InsufficientFunds, LedgerError::LimitExceeded]),
-        )
-        .await),
+        Err(e) => Err(explain_short(table, &new.user_id, refusal(e, &meaning)).await),
     }
 }
 
@@ -580,6 +619,26 @@ pub async fn transfer_with_attributes(
     listed_in: Option<fn(&str) -> String>,
 ) -> Result<Transaction, LedgerError> {
     transfer_inner(table, new, Vec::new(), None, attributes, listed_in).await
+}
+
+/// [`transfer_with_attributes`] (without an index listing), also counted against `quota` in the
+/// same write: the movement, its two legs and the counter, 4 items, 8 write units. The movement
+/// keeps the counter's key (`quota_key`).
+///
+/// # Errors
+/// As [`transfer`], and [`LedgerError::LimitExceeded`] when the quota would be exceeded.
+pub async fn transfer_within_quota(
+    table: &Table,
+    new: &NewTransaction,
+    quota: &Quota,
+    mut attributes: Vec<(&str, AttributeValue)>,
+) -> Result<Transaction, LedgerError> {
+    attributes.push(("quota_key", s(&quota.key)));
+    let charge = vec![quota.charge(table, new.amount)?];
+    match transfer_inner(table, new, charge, None, attributes, None).await {
+        Err(LedgerError::ConditionFailed) => Err(LedgerError::LimitExceeded),
+        other => other,
+    }
 }
 
 async fn transfer_inner(
@@ -779,6 +838,30 @@ pub async fn fail_when(
     reason: &str,
     condition: Option<&str>,
 ) -> Result<Settled, LedgerError> {
+    fail_inner(table, id, reason, condition, Vec::new()).await
+}
+
+/// [`fail`], with `extra` items written in the same transaction (such as the call that ends
+/// with this minute released); their failed condition is [`LedgerError::ConditionFailed`].
+///
+/// # Errors
+/// As [`fail`], and [`LedgerError::ConditionFailed`].
+pub async fn fail_and(
+    table: &Table,
+    id: &TransactionId,
+    reason: &str,
+    extra: Vec<TransactWriteItem>,
+) -> Result<Settled, LedgerError> {
+    fail_inner(table, id, reason, None, extra).await
+}
+
+async fn fail_inner(
+    table: &Table,
+    id: &TransactionId,
+    reason: &str,
+    condition: Option<&str>,
+    extra: Vec<TransactWriteItem>,
+) -> Result<Settled, LedgerError> {
     let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
     match tx.status {
         TransactionStatus::Failed => return Ok(Settled { transaction: tx, changed: false }),
@@ -808,6 +891,10 @@ pub async fn fail_when(
     if let Some(quota) = &tx.quota_key {
         items.push(Quota::give_back(table, quota, tx.amount)?);
     }
+    let mut meaning: Vec<LedgerError> =
+        (0..items.len()).map(|i| if i == 0 { LedgerError::NotFound } else { LedgerError::AccountMissing }).collect();
+    meaning.extend(extra.iter().map(|_| LedgerError::ConditionFailed));
+    items.extend(extra);
     match transact(table, items).await {
         Ok(()) => {
             let mut done = tx;
@@ -824,7 +911,7 @@ pub async fn fail_when(
                 other => Err(LedgerError::AlreadyFinal(other)),
             }
         }
-        Err(e) => Err(refusal(e, &[LedgerError::NotFound, LedgerError::AccountMissing])),
+        Err(e) => Err(refusal(e, &meaning)),
     }
 }
 
@@ -1135,5 +1222,229 @@ pub async fn transaction_by_reference(
     match get_item(table, key(format!("REF#{provider}#{reference}"), "REF")).await? {
         Some(item) => Ok(TransactionId::parse(item.str("transaction_id")?).ok()),
         None => Ok(None),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Split movements (several credit legs), posted from a hold
+// ------------------------------------------------------------------------------------------
+
+/// One credit leg of a split movement.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// Where the money goes (a wallet, or any shard of a system account).
+    pub account: Side,
+    /// How much of the movement goes there.
+    pub amount: Decimal,
+}
+
+/// What [`post_split`] posts: a held movement's final amount, its credit legs, and what else
+/// is written in the same transaction.
+#[derive(Debug, Default)]
+pub struct SplitPosting<'a> {
+    /// What is finally charged: more than zero, at most the amount held (the rest is released).
+    pub charge: Decimal,
+    /// The credits, summing exactly to `charge`; legs of zero are left out.
+    pub legs: Vec<Leg>,
+    /// A movement to hold on the same wallet in the same write (the next minute of a call):
+    /// the write's condition is then that the wallet can cover it.
+    pub next: Option<&'a NewHold>,
+    /// Further items written in the same transaction (their failed condition is
+    /// [`LedgerError::ConditionFailed`]).
+    pub extra: Vec<TransactWriteItem>,
+}
+
+/// The history entry of a split movement for a wallet owner credited by a leg who is not the
+/// movement's own user (the callee of a call): an item beside the movement (`sk = VIEW#<user>`)
+/// carrying the leg's amount, indexed in that user's history. The audit ignores it (`entity`
+/// is `transaction_view`): the movement item alone is the ledger.
+fn view_item(movement: &Item, viewer: &UserId, amount: Decimal) -> Item {
+    let mut item = movement.clone();
+    item.insert("sk".into(), s(format!("VIEW#{viewer}")));
+    item.insert("entity".into(), s("transaction_view"));
+    item.insert("user_id".into(), s(viewer.as_str()));
+    item.insert("amount".into(), n(amount));
+    item.insert("credit_account".into(), s(AccountId::wallet(viewer).as_str()));
+    item.insert("gsi1pk".into(), s(history_partition(viewer)));
+    item.remove("legs");
+    item.remove("gsi2pk");
+    item.remove("gsi2sk");
+    item
+}
+
+/// The key of the history entry of movement `id` for `viewer` (see [`view_item`]).
+pub fn view_key(id: &TransactionId, viewer: &UserId) -> Item {
+    key(format!("TXN#{id}"), format!("VIEW#{viewer}"))
+}
+
+/// Posts a held movement as a split: the wallet pays `charge` (at most what was held, the rest
+/// released), each leg is credited, and — in the same write — `next` is held on the same wallet
+/// and `extra` is written. One wallet update carries both the posting and the next hold, since a
+/// transaction may touch an item once. For a call minute: the movement, the next minute, the
+/// caller's wallet, the callee's wallet, a revenue shard, the callee's history entry and the
+/// call item: 7 items, 14 write units.
+///
+/// Posting a COMPLETED movement again changes nothing and says so (`changed: false`).
+///
+/// # Errors
+/// [`LedgerError::InsufficientFunds`] / [`LedgerError::WalletRestricted`] when `next` cannot be
+/// held (nothing written), [`LedgerError::ConditionFailed`] when an `extra` condition fails,
+/// [`LedgerError::AlreadyFinal`] for a FAILED movement, [`LedgerError::NotFound`].
+pub async fn post_split(table: &Table, id: &TransactionId, posting: SplitPosting<'_>) -> Result<Settled, LedgerError> {
+    let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+    match tx.status {
+        TransactionStatus::Completed => return Ok(Settled { transaction: tx, changed: false }),
+        TransactionStatus::Failed => return Err(LedgerError::AlreadyFinal(TransactionStatus::Failed)),
+        TransactionStatus::Pending => {}
+    }
+    let owner = held_wallet(&tx)?;
+    let held = tx.amount.value();
+    let charge = posting.charge;
+    let legs: Vec<(AccountId, Decimal)> =
+        posting.legs.iter().filter(|l| !l.amount.is_zero()).map(|l| (l.account.resolve(), l.amount)).collect();
+    let sum: Decimal = legs.iter().map(|(_, a)| *a).sum();
+    if !tx.held
+        || charge <= Decimal::ZERO
+        || charge > held
+        || sum != charge
+        || legs.iter().any(|(_, a)| a.is_sign_negative())
+    {
+        return Err(
+            StoreError::Corrupt(format!("split posting of {id}: charge {charge}, legs {sum}, held {held}")).into()
+        );
+    }
+    let wallet = AccountId::wallet(&owner);
+    if legs.iter().any(|(a, _)| *a == wallet) {
+        return Err(StoreError::Corrupt(format!("split posting of {id} credits its own debit wallet")).into());
+    }
+    let charge_amount = Amount::new(charge, tx.currency).map_err(|_| StoreError::Corrupt("split charge".into()))?;
+    let now = now_rfc3339();
+    let legs_value = AttributeValue::L(
+        legs.iter()
+            .map(|(a, v)| {
+                AttributeValue::M([("account".to_owned(), s(a.as_str())), ("amount".to_owned(), n(*v))].into())
+            })
+            .collect(),
+    );
+    let primary = legs.first().map(|(a, _)| a.as_str().to_owned()).unwrap_or_default();
+    let mark = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(transaction_key(id)))
+        .update_expression(
+            "SET #status = :completed, amount = :charge, held_amount = :held, legs = :legs, credit_account = :primary, \
+             completed_at = :now, updated_at = :now REMOVE gsi2pk, gsi2sk",
+        )
+        .condition_expression("#status = :pending")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":completed", s(TransactionStatus::Completed.as_str()))
+        .expression_attribute_values(":pending", s(TransactionStatus::Pending.as_str()))
+        .expression_attribute_values(":charge", n(charge))
+        .expression_attribute_values(":held", n(held))
+        .expression_attribute_values(":legs", legs_value.clone())
+        .expression_attribute_values(":primary", s(&primary))
+        .expression_attribute_values(":now", s(&now))
+        .build()
+        .map_err(StoreError::dynamo)?;
+
+    // The wallet: pay `charge` out of the hold, release the rest, and hold `next`.
+    let next_amount = posting.next.map_or(Decimal::ZERO, |h| h.amount.value());
+    let back = held - charge - next_amount;
+    let mut condition = "attribute_exists(pk) AND currency = :cur AND held >= :h".to_owned();
+    let mut wallet_update = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(account_key(&wallet)))
+        .update_expression(
+            "SET balance = balance - :c, held = held - :h + :nx, available = available + :back, updated_at = :now",
+        )
+        .expression_attribute_values(":c", n(charge))
+        .expression_attribute_values(":h", n(held))
+        .expression_attribute_values(":nx", n(next_amount))
+        .expression_attribute_values(":back", n(back))
+        .expression_attribute_values(":cur", s(tx.currency.code()))
+        .expression_attribute_values(":now", s(&now));
+    if posting.next.is_some() {
+        // What the wallet must have available before this write for the next hold to fit.
+        condition.push_str(" AND available >= :need AND attribute_not_exists(shortfall)");
+        wallet_update = wallet_update.expression_attribute_values(":need", n(-back));
+    }
+    let wallet_update = wallet_update.condition_expression(condition).build().map_err(StoreError::dynamo)?;
+
+    let mut items = vec![
+        TransactWriteItem::builder().update(mark).build(),
+        TransactWriteItem::builder().update(wallet_update).build(),
+    ];
+    let mut meaning = vec![LedgerError::NotFound, LedgerError::InsufficientFunds];
+    for (account, value) in &legs {
+        let value = Amount::new(*value, tx.currency).map_err(|_| StoreError::Corrupt("split leg".into()))?;
+        items.push(leg(table, account, false, value, tx.currency, &now)?);
+        meaning.push(LedgerError::AccountMissing);
+    }
+    // History entries for the other wallets credited.
+    let mut posted = transaction_key(id);
+    for (name, value) in [
+        ("entity", s("transaction")),
+        ("transaction_id", s(id.as_str())),
+        ("type", s(tx.kind.as_str())),
+        ("status", s(TransactionStatus::Completed.as_str())),
+        ("currency", s(tx.currency.code())),
+        ("debit_account", s(wallet.as_str())),
+        ("held", AttributeValue::Bool(true)),
+        ("description", s(&tx.description)),
+        ("created_at", s(&tx.created_at)),
+        ("updated_at", s(&now)),
+        ("completed_at", s(&now)),
+        ("gsi1sk", s(format!("{}#{id}", tx.created_at))),
+    ] {
+        posted.insert(name.into(), value);
+    }
+    if let Some(r) = &tx.reference {
+        posted.insert("reference".into(), s(r));
+    }
+    for (account, value) in &legs {
+        if let Some(viewer) = account.wallet_owner().filter(|v| *v != tx.user_id) {
+            items.push(put_new(table, view_item(&posted, &viewer, *value))?);
+            meaning.push(LedgerError::Duplicate);
+        }
+    }
+    if let Some(next) = posting.next {
+        let movement = NewTransaction {
+            id: next.id.clone(),
+            user_id: next.user_id.clone(),
+            kind: next.kind,
+            amount: next.amount,
+            currency: next.currency,
+            debit: Side::Account(AccountId::wallet(&next.user_id)),
+            credit: next.credit.clone(),
+            description: next.description.clone(),
+            reference: next.reference.clone(),
+        };
+        if next.user_id != owner || next.currency != tx.currency {
+            return Err(StoreError::Corrupt("the next hold must be on the same wallet".into()).into());
+        }
+        items.push(put_new(table, transaction_item(&movement, TransactionStatus::Pending, true, &now))?);
+        meaning.push(LedgerError::Duplicate);
+    }
+    meaning.extend(posting.extra.iter().map(|_| LedgerError::ConditionFailed));
+    items.extend(posting.extra);
+
+    match transact(table, items).await {
+        Ok(()) => {
+            let mut done = tx;
+            done.status = TransactionStatus::Completed;
+            done.amount = charge_amount;
+            done.credit_account = primary;
+            done.legs = legs.iter().map(|(a, v)| (a.as_str().to_owned(), *v)).collect();
+            done.completed_at = Some(now.clone());
+            done.updated_at = now;
+            Ok(Settled { transaction: done, changed: true })
+        }
+        Err(e) if e.refused_at() == Some(0) => {
+            let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+            match now_tx.status {
+                TransactionStatus::Completed => Ok(Settled { transaction: now_tx, changed: false }),
+                other => Err(LedgerError::AlreadyFinal(other)),
+            }
+        }
+        Err(e) => Err(explain_short(table, &owner, refusal(e, &meaning)).await),
     }
 }

@@ -176,4 +176,18 @@ pub struct Transaction {
     pub payout_state: Option<String>,
     /// The bank account a withdrawal pays to.
     pub bank_account_id: Option<String>,
+    /// A split movement's credit legs (account as stored, amount), summing to `amount`; empty
+    /// for a plain two-sided movement, whose one credit is `credit_account`.
+    pub legs: Vec<(String, rust_decimal::Decimal)>,
+}
+
+impl Transaction {
+    /// Where a COMPLETED movement's money went: its legs, or its one credit account.
+    pub fn credits(&self) -> Vec<(String, rust_decimal::Decimal)> {
+        if self.legs.is_empty() {
+            vec![(self.credit_account.clone(), self.amount.value())]
+        } else {
+            self.legs.clone()
+        }
+    }
 }

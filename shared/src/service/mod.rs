@@ -6,12 +6,15 @@
 pub mod accounts;
 pub mod admin;
 pub mod bank_accounts;
+pub mod calls;
 pub mod cases;
 pub mod deposits;
+pub mod games;
 pub mod history;
 pub mod kyc;
 pub mod referrals;
 pub mod settlement;
+pub mod signaling;
 pub mod views;
 pub mod webhooks;
 pub mod withdrawals;

@@ -22,6 +22,8 @@
 //! | `WHEVENT#<provider>#<event>` | `WHEVENT` | de-duplication of a provider event          |
 //! | `KYC#<kyc_id>`          | `KYC`       | one KYC attempt, PAN encrypted ([`kyc`])           |
 //! | `PANCLAIM#<hmac(pan)>`  | `PANCLAIM`  | the one account a PAN belongs to ([`kyc`])         |
+//! | `SERVICE#<svc_id>`      | `SERVICE`   | a game service's credential, secret by hash only ([`services`]) |
+//! | `GAMEFEECAP#<user>#<day>`, `GAMEREWARDCAP#<user>#<day>` | `QUOTA` | game fees / rewards counted against the daily limit ([`crate::service::games`]) |
 //!
 //! Index `gsi1` lists a user's movements (`USER#<id>#TXN`, newest by `gsi1sk`) and a movement's
 //! webhook deliveries (`TXN#<id>#WEBHOOKS`). Index `gsi2` is sparse: PENDING movements carry
@@ -29,7 +31,8 @@
 //! restricted by a reversal shortfall `RESTRICTED#WALLETS`; KYC attempts awaiting a person
 //! `KYC#REVIEW`; referrals with an unprocessed reward event `REFERRALS#DUE`, and verified users
 //! whose own referrals were not yet looked at `REFERRERS#VERIFIED` ([`referrals`]); manual
-//! adjustments by month `ADJUSTMENTS#<YYYY-MM>` ([`crate::service::admin`]).
+//! adjustments by month `ADJUSTMENTS#<YYYY-MM>` ([`crate::service::admin`]); every game service
+//! credential `SERVICES` ([`services`]).
 //! `gsi1` also lists a user's KYC attempts (`USER#<id>#KYC`) and a referrer's referrals
 //! (`REFERRER#<id>`).
 //!
@@ -37,9 +40,11 @@
 //! depends on expiry also checks it itself, since TTL deletion is lazy.
 
 pub mod bank_accounts;
+pub mod calls;
 pub mod item;
 pub mod kyc;
 pub mod referrals;
+pub mod services;
 pub mod sessions;
 pub mod users;
 pub mod webhooks;

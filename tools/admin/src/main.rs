@@ -20,6 +20,10 @@
 //!                                         move dead letters (or one) back to their source queue
 //! purse-admin dlq discard <dlq-name> <message-id> --reason <text...>
 //!                                         delete one dead letter, logged with the reason and the operator
+//! purse-admin service-create --name <name> --scopes <games:fees,games:rewards>
+//!                                         a game service credential: prints its client id and secret, once
+//! purse-admin service-list [--name <name>] every game service credential (revoked ones too), as JSON
+//! purse-admin service-revoke <client-id>  revoke a game service credential; refused from its next request
 //! ```
 //!
 //! `pay-reward` reads `REFERRAL_REWARD_AMOUNT` and `REFERRAL_MAX_REWARDS` (defaults 50.00 and 25,
@@ -35,6 +39,7 @@
 //! identifiers only, and every consumer is idempotent, so a redrive is always safe (see `dlq.rs`).
 
 mod dlq;
+mod services;
 
 use purse::config::Env;
 use purse::domain::user::{Email, Role};
@@ -47,7 +52,9 @@ const USAGE: &str = "usage: purse-admin grant-admin <email> | audit | reconcile 
                      | kyc-reviews [limit] | kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...> \
                      | pay-reward <referee-user-id> | new-pii-keys \
                      | dlq list [--prefix <p>] | dlq peek <dlq-name> [n] | dlq redrive <dlq-name> [--message <id>] \
-                     | dlq discard <dlq-name> <message-id> --reason <text...>";
+                     | dlq discard <dlq-name> <message-id> --reason <text...> \
+                     | service-create --name <name> --scopes <games:fees,games:rewards> \
+                     | service-list [--name <name>] | service-revoke <client-id>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -127,8 +134,7 @@ async fn run(args: &[String]) -> Result<(), String> {
                 _ => return Err(USAGE.to_owned()),
             };
             let input = cases::ResolveInput { action, reason: reason.join(" ") };
-            let operator = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
-            let by = format!("operator:{}", operator.as_deref().unwrap_or("cli"));
+            let by = operator();
             let table = table()?;
             let revio = purse::revio::RevioClient::from_env(&env, &aws).await.map_err(|e| e.to_string())?;
             match cases::resolve(&table, &revio, id, &input, &by).await {
@@ -192,12 +198,23 @@ async fn run(args: &[String]) -> Result<(), String> {
             let command = dlq::Command::parse(rest)?;
             dlq::run(&aws, env.optional("PURSE_TABLE"), command).await
         }
+        [command, ..] if command.starts_with("service-") => {
+            let parsed: Vec<&str> = args.iter().map(String::as_str).collect();
+            let command = services::Command::parse(&parsed)?;
+            services::run(&table()?, command, &operator()).await
+        }
         ["new-pii-keys"] => {
             println!("{}", purse::pii::PiiKeys::random_json("k1"));
             Ok(())
         }
         _ => Err(USAGE.to_owned()),
     }
+}
+
+/// Who runs the command, as recorded: `operator:<$USER>`, or `operator:cli`.
+fn operator() -> String {
+    let user = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
+    format!("operator:{}", user.as_deref().unwrap_or("cli"))
 }
 
 /// Adds a fresh key, makes it active, and keeps only the previous active key beside it (still

@@ -15,6 +15,8 @@ pub struct Summary {
     pub queues: Vec<(String, String, u32)>,
     /// (function, schedule expression) of every scheduled job.
     pub jobs: Vec<(String, String)>,
+    /// (route key, function) of every WebSocket API route, by route key.
+    pub ws_routes: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -32,12 +34,13 @@ impl Summary {
                 .map(|c| (crate::sqs::queue_name(&c.queue_url).to_owned(), c.function.clone(), c.batch_size))
                 .collect(),
             jobs: router.jobs.iter().map(|j| (j.function.clone(), j.schedule.clone())).collect(),
+            ws_routes: router.ws_routes.iter().map(|r| (r.route_key.clone(), r.function.clone())).collect(),
         }
     }
 }
 
-/// The text printed on start.
-pub fn banner(base_url: &str, emulator: &str, prefix: &str, summary: &Summary) -> String {
+/// The text printed on start; `ws_url` is the WebSocket API's `ws://` address.
+pub fn banner(base_url: &str, ws_url: &str, emulator: &str, prefix: &str, summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nPurse dev server: {base_url}   (emulator {emulator}, stack prefix {prefix})\n");
     let _ = writeln!(out, "Routes (API Gateway HTTP API):");
@@ -53,6 +56,17 @@ pub fn banner(base_url: &str, emulator: &str, prefix: &str, summary: &Summary) -
         let _ = writeln!(out, "  {base_url}{path}  -> {function}");
     }
     if summary.webhooks.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    let _ = writeln!(
+        out,
+        "WebSocket API: {ws_url}/?ticket=...  (PURSE_WS_PORT; routes by $request.body.action, @connections on the same port):"
+    );
+    let key_width = summary.ws_routes.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (route_key, function) in &summary.ws_routes {
+        let _ = writeln!(out, "  {route_key:<key_width$}  -> {function}");
+    }
+    if summary.ws_routes.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
     let _ = writeln!(out, "Queues polled (SQS event source mappings):");
@@ -116,27 +130,32 @@ mod tests {
             webhooks: vec![("/webhooks/revio".into(), "RevioWebhookFunction".into())],
             queues: vec![("purse-dev-RevioEventsQueue".into(), "RevioEventsConsumer".into(), 10)],
             jobs: vec![("ReconcileDepositsFunction".into(), "rate(5 minutes)".into())],
+            ws_routes: vec![("$connect".into(), "WsConnectFunction".into()), ("ping".into(), "WsPingFunction".into())],
         }
     }
 
     #[test]
     fn the_banner_names_the_url_every_route_webhook_and_queue() {
-        let text = banner("http://127.0.0.1:3000", "http://127.0.0.1:4566", "purse-dev-", &summary());
+        let text =
+            banner("http://127.0.0.1:3000", "ws://127.0.0.1:3001", "http://127.0.0.1:4566", "purse-dev-", &summary());
         assert!(text.contains("http://127.0.0.1:3000"));
         assert!(text.contains("POST   /v1/auth/register  -> AuthRegisterFunction"), "{text}");
         assert!(text.contains("GET    /v1/me             -> MeGetFunction"), "{text}");
         assert!(text.contains("http://127.0.0.1:3000/webhooks/revio  -> RevioWebhookFunction"));
         assert!(text.contains("purse-dev-RevioEventsQueue  -> RevioEventsConsumer (batch 10)"));
         assert!(text.contains("rate(5 minutes)  -> ReconcileDepositsFunction"));
+        assert!(text.contains("WebSocket API: ws://127.0.0.1:3001/?ticket="), "{text}");
+        assert!(text.contains("  $connect  -> WsConnectFunction"), "{text}");
+        assert!(text.contains("  ping      -> WsPingFunction"), "{text}");
     }
 
     #[test]
     fn the_walk_through_registers_logs_in_and_reads_me_and_the_wallet() {
-        let text = banner("http://h:1", "e", "p", &Summary::default());
+        let text = banner("http://h:1", "ws://h:2", "e", "p", &Summary::default());
         for needle in ["/v1/auth/register", "/v1/auth/login", "access_token", "/v1/me", "/v1/wallet", "Bearer $TOKEN"] {
             assert!(text.contains(needle), "missing {needle}");
         }
-        assert_eq!(text.matches("(none)").count(), 4);
+        assert_eq!(text.matches("(none)").count(), 5);
         assert!(text.contains("/v1/deposits") && text.contains("Idempotency-Key"));
     }
 }

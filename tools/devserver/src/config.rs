@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `PURSE_HOST` | `127.0.0.1` | address to listen on |
 //! | `PURSE_PORT` | `3000` | port to listen on |
+//! | `PURSE_WS_PORT` | `3001` | port of the WebSocket API (`ws://`) and its `@connections` endpoint |
 //! | `PURSE_STACK_PREFIX` | `purse-dev-` | name prefix of the tables, queues and secrets |
 //! | `AWS_ENDPOINT_URL` | — (required) | the emulator; the AWS SDK reads it itself |
 //!
@@ -14,6 +15,8 @@
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// Default `PURSE_PORT`.
 pub const DEFAULT_PORT: u16 = 3000;
+/// Default `PURSE_WS_PORT`.
+pub const DEFAULT_WS_PORT: u16 = 3001;
 /// Default `PURSE_STACK_PREFIX`.
 pub const DEFAULT_PREFIX: &str = "purse-dev-";
 
@@ -42,6 +45,8 @@ pub struct Config {
     pub host: String,
     /// Port to listen on.
     pub port: u16,
+    /// Port of the WebSocket API and its `@connections` endpoint.
+    pub ws_port: u16,
     /// Name prefix of every provisioned resource.
     pub prefix: String,
     /// The emulator's URL, for the banner (the SDK reads `AWS_ENDPOINT_URL` itself).
@@ -62,7 +67,8 @@ impl Config {
     /// # Errors
     /// - [`ConfigError::NoEmulator`] when `AWS_ENDPOINT_URL` is unset or blank;
     /// - [`ConfigError::RealAws`] when it names an `amazonaws.com` endpoint;
-    /// - [`ConfigError::Invalid`] when `PURSE_PORT` is not a port number, or `PURSE_HOST` or
+    /// - [`ConfigError::Invalid`] when `PURSE_PORT` or `PURSE_WS_PORT` is not a port number (or
+    ///   both are the same), or `PURSE_HOST` or
     ///   `PURSE_STACK_PREFIX` is set but blank.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let endpoint = get("AWS_ENDPOINT_URL").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::NoEmulator)?;
@@ -74,27 +80,43 @@ impl Config {
             Some(h) if h.trim().is_empty() => return Err(invalid("PURSE_HOST", "it is set but empty")),
             Some(h) => h.trim().to_owned(),
         };
-        let port = match get("PURSE_PORT") {
-            None => DEFAULT_PORT,
-            Some(p) => {
-                p.trim().parse().map_err(|e| invalid("PURSE_PORT", format!("{p:?} is not a port number ({e})")))?
-            }
-        };
+        let port = read_port(&get, "PURSE_PORT", DEFAULT_PORT)?;
+        let ws_port = read_port(&get, "PURSE_WS_PORT", DEFAULT_WS_PORT)?;
+        if ws_port == port && port != 0 {
+            return Err(invalid("PURSE_WS_PORT", format!("{ws_port} is PURSE_PORT too; choose another port")));
+        }
         let prefix = match get("PURSE_STACK_PREFIX") {
             None => DEFAULT_PREFIX.to_owned(),
             Some(p) if p.trim().is_empty() => return Err(invalid("PURSE_STACK_PREFIX", "it is set but empty")),
             Some(p) => p.trim().to_owned(),
         };
-        Ok(Self { host, port, prefix, endpoint })
+        Ok(Self { host, port, ws_port, prefix, endpoint })
     }
 
     /// The URL clients reach the server at, e.g. `http://127.0.0.1:3000`.
     pub fn base_url(&self) -> String {
+        self.url_on(self.port)
+    }
+
+    /// The WebSocket API's http URL, e.g. `http://127.0.0.1:3001`: where functions push frames
+    /// (`@connections`); clients connect to the same address as `ws://`.
+    pub fn ws_base_url(&self) -> String {
+        self.url_on(self.ws_port)
+    }
+
+    fn url_on(&self, port: u16) -> String {
         if self.host.contains(':') {
-            format!("http://[{}]:{}", self.host, self.port)
+            format!("http://[{}]:{port}", self.host)
         } else {
-            format!("http://{}:{}", self.host, self.port)
+            format!("http://{}:{port}", self.host)
         }
+    }
+}
+
+fn read_port(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u16) -> Result<u16, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(p) => p.trim().parse().map_err(|e| invalid(name, format!("{p:?} is not a port number ({e})"))),
     }
 }
 
@@ -117,6 +139,8 @@ mod tests {
         let c = Config::from_lookup(lookup(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")])).unwrap();
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.port, 3000);
+        assert_eq!(c.ws_port, 3001);
+        assert_eq!(c.ws_base_url(), "http://127.0.0.1:3001");
         assert_eq!(c.prefix, "purse-dev-");
         assert_eq!(c.base_url(), "http://127.0.0.1:3000");
     }
@@ -148,10 +172,12 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://e"),
             ("PURSE_HOST", "::1"),
             ("PURSE_PORT", "3111"),
+            ("PURSE_WS_PORT", "3112"),
             ("PURSE_STACK_PREFIX", "mine-"),
         ]))
         .unwrap();
         assert_eq!(c.base_url(), "http://[::1]:3111");
+        assert_eq!(c.ws_base_url(), "http://[::1]:3112");
         assert_eq!(c.prefix, "mine-");
     }
 
@@ -160,5 +186,19 @@ mod tests {
         let err =
             Config::from_lookup(lookup(&[("AWS_ENDPOINT_URL", "http://e"), ("PURSE_STACK_PREFIX", "")])).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { name: "PURSE_STACK_PREFIX", .. }));
+    }
+
+    #[test]
+    fn the_websocket_port_must_be_a_port_and_not_the_http_one() {
+        let err =
+            Config::from_lookup(lookup(&[("AWS_ENDPOINT_URL", "http://e"), ("PURSE_WS_PORT", "ws")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "PURSE_WS_PORT", .. }), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("AWS_ENDPOINT_URL", "http://e"),
+            ("PURSE_PORT", "4000"),
+            ("PURSE_WS_PORT", "4000"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "PURSE_WS_PORT", .. }), "{err}");
     }
 }

@@ -235,7 +235,7 @@ mod tests {
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn empty_router() -> Arc<Router> {
-        Arc::new(Router { routes: Vec::new(), urls: Vec::new(), consumers: Vec::new(), jobs: Vec::new() })
+        Arc::new(Router::default())
     }
 
     fn request(body: &[u8], headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {

@@ -1,13 +1,14 @@
 //! `purse-devserver`: the whole system on localhost. Wiring only; the pieces live in the library.
 //!
 //! Reads [`Config`], provisions the stack from `template.yaml` in the emulator, starts every
-//! function through the shared router, prints the banner, serves HTTP and polls the queues until
-//! Ctrl-C or SIGTERM, then drains and exits 0.
+//! function through the shared router, prints the banner, serves HTTP and the WebSocket API and
+//! polls the queues until Ctrl-C or SIGTERM, then drains and exits 0.
 
 use purse_devserver::banner::{banner, Summary};
 use purse_devserver::config::{Config, ConfigError};
 use purse_devserver::sqs::Poller;
-use purse_devserver::{gateway, schedule, shutdown_signal};
+use purse_devserver::websocket::WsEndpoint;
+use purse_devserver::{gateway, schedule, shutdown_signal, websocket};
 use purse_local::provision::{self, ProvisionError};
 use purse_local::router::{Router, RouterError};
 use purse_local::template::{Template, TemplateError};
@@ -30,8 +31,8 @@ enum StartError {
     Template(#[from] TemplateError),
     #[error("no AWS region configured; set AWS_REGION (e.g. us-east-1)")]
     NoRegion,
-    #[error("cannot listen on {addr}: {source} (set PURSE_PORT or PURSE_HOST to use another address)")]
-    Bind { addr: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source} (set {port_var} or PURSE_HOST to use another address)")]
+    Bind { addr: String, port_var: &'static str, source: std::io::Error },
     #[error(
         "cannot provision the local stack in the emulator at {endpoint} (is it running? tools/stack/up.sh): {source}"
     )]
@@ -60,18 +61,29 @@ async fn run() -> Result<(), StartError> {
 
     // Bind before the slow part, so a busy port fails at once.
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).await.map_err(|source| StartError::Bind {
+        addr,
+        port_var: "PURSE_PORT",
+        source,
+    })?;
+    let ws_addr = format!("{}:{}", config.host, config.ws_port);
+    let ws_listener = TcpListener::bind((config.host.as_str(), config.ws_port))
         .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| StartError::Bind { addr: ws_addr, port_var: "PURSE_WS_PORT", source })?;
 
     let base_url = config.base_url();
     let params = provision::local_parameters(&template, &base_url);
-    let stack = provision::provision(&template, &aws, &config.prefix, params)
+    let mut stack = provision::provision(&template, &aws, &config.prefix, params)
         .await
         .map_err(|source| StartError::Provision { endpoint: config.endpoint.clone(), source })?;
+    // The WebSocket functions push to this server's @connections, and tell clients its ws:// URL.
+    let ws_base_url = config.ws_base_url();
+    stack.serve_ws_at(&ws_base_url);
+    let ws_url = provision::local_ws_env(&ws_base_url).remove(provision::WS_URL_VAR).unwrap_or_default();
+    let ws_url = ws_url.trim_end_matches('/');
     let router = Arc::new(Router::start(&template, &stack, &aws).await?);
 
-    println!("{}", banner(&base_url, &config.endpoint, &config.prefix, &Summary::of(&router)));
+    println!("{}", banner(&base_url, ws_url, &config.endpoint, &config.prefix, &Summary::of(&router)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sqs = aws_sdk_sqs::Client::new(&aws);
@@ -91,10 +103,28 @@ async fn run() -> Result<(), StartError> {
         }
     }
 
-    let cut = gateway::serve(listener, router.clone(), shutdown_signal(), REQUEST_GRACE).await;
+    // One signal stops both servers.
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let stage = stack.parameters.get("Stage").cloned().unwrap_or_else(|| "local".into());
+    let endpoint = Arc::new(WsEndpoint::new(router.clone(), &stage));
+    let (cut, ws_cut) = tokio::join!(
+        gateway::serve(listener, router.clone(), signalled(signal_rx.clone()), REQUEST_GRACE),
+        websocket::serve(ws_listener, endpoint, signalled(signal_rx), REQUEST_GRACE),
+    );
     tracing::info!("stopping");
-    if cut > 0 {
-        tracing::warn!(connections = cut, "requests still running after {}s were cut", REQUEST_GRACE.as_secs());
+    if cut + ws_cut > 0 {
+        tracing::warn!(
+            connections = cut + ws_cut,
+            "requests still running after {}s were cut",
+            REQUEST_GRACE.as_secs()
+        );
     }
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(POLLER_GRACE, async { while pollers.join_next().await.is_some() {} }).await;

@@ -44,7 +44,8 @@ pub fn match_route(route: &str, path: &str) -> Option<BTreeMap<String, String>> 
     (route_parts.len() == path_parts.len()).then_some(params)
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes and `+` (a query string's space).
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -7,9 +7,12 @@
 //! - [`router`]: the local API Gateway over all of them, shared by the dev server and the tests.
 //! - [`apigw`]: turns a plain HTTP request into the API Gateway payload-2.0 event and parses it
 //!   with `lambda_http`, as the Lambda runtime would.
+//! - [`wsapi`]: the API Gateway WebSocket API's events (`$connect`, messages, `$disconnect`),
+//!   route selection by `$request.body.action`, connection ids and limits.
 
 pub mod apigw;
 pub mod provision;
 pub mod registry;
 pub mod router;
 pub mod template;
+pub mod wsapi;

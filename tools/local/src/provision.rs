@@ -42,6 +42,35 @@ pub struct Stack {
     pub prefix: String,
     pub resources: HashMap<String, Physical>,
     pub parameters: BTreeMap<String, String>,
+    /// Values a local run gives environment variables whose template value only exists in AWS
+    /// (the WebSocket API's URLs, see [`local_ws_env`]); each applies to every function whose
+    /// template declares the variable, in place of the template's value. A function that does
+    /// not declare it does not get it, locally as in AWS.
+    pub local_env: BTreeMap<String, String>,
+}
+
+/// Where functions push frames to WebSocket connections: the Management API endpoint
+/// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}` in AWS).
+pub const WS_CALLBACK_URL_VAR: &str = "PURSE_WS_CALLBACK_URL";
+/// Where clients open their WebSocket (`wss://{api}.execute-api.{region}.amazonaws.com/{stage}`
+/// in AWS), for answers that tell clients where to connect.
+pub const WS_URL_VAR: &str = "PURSE_WS_URL";
+/// The local WebSocket endpoint's address unless told otherwise (`make dev`'s default
+/// `PURSE_WS_PORT`).
+pub const DEFAULT_LOCAL_WS_BASE_URL: &str = "http://127.0.0.1:3001";
+
+/// The local values of [`WS_CALLBACK_URL_VAR`] and [`WS_URL_VAR`] for a WebSocket endpoint at
+/// `base_url` (`http://127.0.0.1:3001`): the callback URL is the endpoint's own http URL (it
+/// serves `@connections` there), the client URL the same address as `ws://`, with the path `/`
+/// so that `?ticket=...` can be appended (in AWS the path is the stage).
+pub fn local_ws_env(base_url: &str) -> BTreeMap<String, String> {
+    let base = base_url.trim_end_matches('/');
+    let ws = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}/"),
+        Some((_, rest)) => format!("ws://{rest}/"),
+        None => format!("ws://{base}/"),
+    };
+    BTreeMap::from([(WS_CALLBACK_URL_VAR.to_owned(), base.to_owned()), (WS_URL_VAR.to_owned(), ws)])
 }
 
 /// Parameter values for a local stack (the template's defaults, plus local values for the rest).
@@ -68,6 +97,10 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     // again after 1 s, 2 s, 4 s, ...
     params.insert("BankAccountCoolingOffSeconds".into(), "0".into());
     params.insert("PayoutRetryBaseSeconds".into(), "1".into());
+    // Calls: `PURSE_BILLING_PERIOD_SECONDS=3 make dev` bills a "minute" every 3 s (a demo).
+    if let Ok(period) = std::env::var("PURSE_BILLING_PERIOD_SECONDS") {
+        params.insert("BillingPeriodSeconds".into(), period);
+    }
     // Function URLs: what `!GetAtt <Fn>Url.FunctionUrl` yields locally.
     for f in template.functions().unwrap_or_default() {
         if let Some(path) = &f.url_path {
@@ -230,7 +263,7 @@ pub async fn provision(
         resources.insert(id, Physical { reference: arn.clone(), arn });
     }
 
-    Ok(Stack { prefix: prefix.to_owned(), resources, parameters })
+    Ok(Stack { prefix: prefix.to_owned(), resources, parameters, local_env: local_ws_env(DEFAULT_LOCAL_WS_BASE_URL) })
 }
 
 impl Stack {
@@ -294,16 +327,27 @@ impl Stack {
         Ok(out)
     }
 
-    /// The environment a function gets in this stack, exactly as the template sets it.
+    /// The environment a function gets in this stack, exactly as the template sets it (with
+    /// [`Stack::local_env`]'s values for the variables the template declares).
     ///
     /// # Errors
     /// See [`Stack::resolve`].
     pub fn function_env(&self, function: &FunctionSpec) -> Result<Env, ProvisionError> {
         let mut vars = HashMap::new();
         for (k, v) in &function.environment {
-            vars.insert(k.clone(), self.resolve(v)?);
+            let value = match self.local_env.get(k) {
+                Some(local) => local.clone(),
+                None => self.resolve(v)?,
+            };
+            vars.insert(k.clone(), value);
         }
         Ok(Env::from_map(vars))
+    }
+
+    /// Points the functions at a local WebSocket endpoint served at `base_url`
+    /// (`http://127.0.0.1:3001`); see [`local_ws_env`].
+    pub fn serve_ws_at(&mut self, base_url: &str) {
+        self.local_env.extend(local_ws_env(base_url));
     }
 
     /// The physical resource behind a logical id.
@@ -396,4 +440,52 @@ pub async fn differences(
         }
     }
     Ok(diffs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        Stack {
+            prefix: "p-".into(),
+            resources: HashMap::from([(
+                "Queue".to_owned(),
+                Physical { reference: "http://q/p-Queue".into(), arn: "arn:q".into() },
+            )]),
+            parameters: BTreeMap::from([("Stage".to_owned(), "local".to_owned())]),
+            local_env: local_ws_env(DEFAULT_LOCAL_WS_BASE_URL),
+        }
+    }
+
+    fn function(env: &str) -> FunctionSpec {
+        let template = Template::parse(&format!(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {{BuildProperties: {{Binary: f}}}}\n    Properties:\n      Environment:\n        Variables:\n{env}"
+        ))
+        .unwrap();
+        template.functions().unwrap().remove(0)
+    }
+
+    #[test]
+    fn the_local_ws_urls_are_the_endpoints_http_and_ws_addresses() {
+        let env = local_ws_env("http://127.0.0.1:3001/");
+        assert_eq!(env[WS_CALLBACK_URL_VAR], "http://127.0.0.1:3001");
+        assert_eq!(env[WS_URL_VAR], "ws://127.0.0.1:3001/");
+        assert_eq!(local_ws_env("https://h")[WS_URL_VAR], "wss://h/");
+    }
+
+    #[test]
+    fn a_declared_ws_variable_takes_the_local_value_instead_of_the_aws_only_one() {
+        let f = function(concat!(
+            "          PURSE_WS_CALLBACK_URL: !Sub https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${Stage}\n",
+            "          Q: !Ref Queue\n",
+        ));
+        let mut s = stack();
+        let env = s.function_env(&f).unwrap();
+        assert_eq!(env.require("PURSE_WS_CALLBACK_URL").unwrap(), "http://127.0.0.1:3001");
+        assert_eq!(env.require("Q").unwrap(), "http://q/p-Queue");
+        assert!(env.require("PURSE_WS_URL").is_err(), "not declared, not given");
+        s.serve_ws_at("http://127.0.0.1:4001");
+        assert_eq!(s.function_env(&f).unwrap().require("PURSE_WS_CALLBACK_URL").unwrap(), "http://127.0.0.1:4001");
+    }
 }

@@ -1,14 +1,15 @@
 //! The local API Gateway: every function initialised from the template and routed by it.
 //!
 //! Used by the dev server (over a real socket) and by the integration tests (in process), so
-//! both exercise the same routing and the same request building.
+//! both exercise the same routing and the same request building. The WebSocket API's routes are
+//! here too ([`Router::ws_routes`]); the dev server's WebSocket endpoint serves them.
 
 use crate::apigw::{self, RawRequest};
 use crate::provision::{ProvisionError, Stack};
 use crate::registry::{self, Handler};
 use crate::template::{FunctionSpec, Template};
 use lambda_http::{Body, Response};
-use purse::runtime::{DynHttpFunction, DynScheduledFunction, DynSqsFunction, InitContext};
+use purse::runtime::{DynHttpFunction, DynScheduledFunction, DynSqsFunction, DynWsFunction, InitContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -60,6 +61,14 @@ pub struct Job {
     pub handler: Arc<dyn DynScheduledFunction>,
 }
 
+/// One route of the WebSocket API: a route key (`$connect`, `ping`, ...) and its function.
+#[derive(Clone)]
+pub struct WsRoute {
+    pub route_key: String,
+    pub function: String,
+    pub handler: Arc<dyn DynWsFunction>,
+}
+
 /// What [`Router::resolve`] found for a request.
 pub enum Resolved<'a> {
     Route(&'a Route, BTreeMap<String, String>),
@@ -70,11 +79,14 @@ pub enum Resolved<'a> {
 }
 
 /// Every function of the template, initialised, with its routes.
+#[derive(Default)]
 pub struct Router {
     pub routes: Vec<Route>,
     pub urls: Vec<UrlMount>,
     pub consumers: Vec<Consumer>,
     pub jobs: Vec<Job>,
+    /// The WebSocket API's routes, sorted by route key.
+    pub ws_routes: Vec<WsRoute>,
 }
 
 impl Router {
@@ -96,7 +108,7 @@ impl Router {
         aws: &aws_config::SdkConfig,
         adjust: impl Fn(&FunctionSpec, purse::config::Env) -> purse::config::Env,
     ) -> Result<Self, RouterError> {
-        let mut router = Router { routes: Vec::new(), urls: Vec::new(), consumers: Vec::new(), jobs: Vec::new() };
+        let mut router = Router::default();
         for f in template.functions()? {
             let ctx = InitContext { env: adjust(&f, stack.function_env(&f)?), aws: aws.clone() };
             let handler = registry::init(&f.binary, &ctx)
@@ -131,6 +143,16 @@ impl Router {
                         });
                     }
                 }
+                Handler::Ws(h) => {
+                    let h: Arc<dyn DynWsFunction> = Arc::from(h);
+                    for route_key in &f.ws_routes {
+                        router.ws_routes.push(WsRoute {
+                            route_key: route_key.clone(),
+                            function: f.logical_id.clone(),
+                            handler: h.clone(),
+                        });
+                    }
+                }
                 Handler::Sqs(h) => {
                     let h: Arc<dyn DynSqsFunction> = Arc::from(h);
                     for src in &f.sqs_sources {
@@ -151,7 +173,23 @@ impl Router {
         }
         // Literal routes win over parameterised ones, as in API Gateway.
         router.routes.sort_by_key(|r| r.path.matches('{').count());
+        router.ws_routes.sort_by(|a, b| a.route_key.cmp(&b.route_key));
         Ok(router)
+    }
+
+    /// The WebSocket route with exactly this key (`$connect`, `$disconnect`, `ping`, ...).
+    pub fn ws_route(&self, route_key: &str) -> Option<&WsRoute> {
+        self.ws_routes.iter().find(|r| r.route_key == route_key)
+    }
+
+    /// The route a message's text selects, as API Gateway does for `$request.body.action`: the
+    /// route named by the `action` of a JSON object when there is one (never `$connect` or
+    /// `$disconnect`), else `$default`; `None` when there is no `$default` either.
+    pub fn select_ws_route(&self, body: &str) -> Option<&WsRoute> {
+        crate::wsapi::selection_key(body)
+            .filter(|key| !key.starts_with('$'))
+            .and_then(|key| self.ws_route(&key))
+            .or_else(|| self.ws_route(crate::wsapi::DEFAULT))
     }
 
     /// The HTTP function behind a logical id (for feeding it a raw event).
@@ -229,4 +267,43 @@ pub fn local_error(status: u16, code: &str, message: &str, request_id: &str) -> 
         .header("content-type", "application/json")
         .body(Body::Text(body))
         .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use purse::runtime::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+
+    struct Nothing;
+
+    impl DynWsFunction for Nothing {
+        fn call_dyn(
+            &self,
+            _event: ApiGatewayWebsocketProxyRequest,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiGatewayProxyResponse> + Send + '_>> {
+            Box::pin(async { ApiGatewayProxyResponse::default() })
+        }
+    }
+
+    fn router(keys: &[&str]) -> Router {
+        let ws_routes = keys
+            .iter()
+            .map(|k| WsRoute { route_key: (*k).to_owned(), function: format!("F{k}"), handler: Arc::new(Nothing) })
+            .collect();
+        Router { ws_routes, ..Router::default() }
+    }
+
+    fn selected(router: &Router, body: &str) -> Option<String> {
+        router.select_ws_route(body).map(|r| r.route_key.clone())
+    }
+
+    #[test]
+    fn a_message_goes_to_the_route_its_action_names_else_to_default() {
+        let r = router(&["$connect", "$default", "$disconnect", "ping"]);
+        assert_eq!(selected(&r, r#"{"action":"ping"}"#).as_deref(), Some("ping"));
+        assert_eq!(selected(&r, r#"{"action":"nope"}"#).as_deref(), Some("$default"));
+        assert_eq!(selected(&r, "not json").as_deref(), Some("$default"));
+        assert_eq!(selected(&r, r#"{"action":"$connect"}"#).as_deref(), Some("$default"));
+        assert_eq!(selected(&router(&["ping"]), r#"{"action":"nope"}"#), None);
+    }
 }

@@ -77,6 +77,20 @@ pub struct FunctionSpec {
     pub sqs_sources: Vec<SqsSource>,
     /// EventBridge schedule expressions (`rate(5 minutes)`).
     pub schedules: Vec<String>,
+    /// API Gateway WebSocket API route keys (`$connect`, `call.invite`, ...) whose integration
+    /// invokes this function: read from each `AWS::ApiGatewayV2::Route`'s `RouteKey` and its
+    /// `Target` integration's `IntegrationUri`.
+    pub ws_routes: Vec<String>,
+}
+
+/// An API Gateway WebSocket API (`AWS::ApiGatewayV2::Api` with `ProtocolType: WEBSOCKET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketApiSpec {
+    pub logical_id: String,
+    /// How a message chooses its route, e.g. `$request.body.action`.
+    pub route_selection_expression: String,
+    /// (route key, logical id of the function its integration invokes), sorted by route key.
+    pub routes: Vec<(String, String)>,
 }
 
 /// The parsed template.
@@ -120,6 +134,38 @@ pub fn reference_target(v: &Value) -> Option<(String, Option<String>)> {
         }
         _ => None,
     }
+}
+
+/// The text of a `!Sub` and the names it references (`${Name}` and `${Name.Attr}` give `Name`).
+fn sub_references(v: &Value) -> Option<(String, Vec<String>)> {
+    let Value::Tagged(t) = v else { return None };
+    if t.tag != "!Sub" {
+        return None;
+    }
+    let text = t.value.as_str()?.to_owned();
+    let mut refs = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}')? + start;
+        let name = &rest[start + 2..end];
+        refs.push(name.split_once('.').map_or(name, |(id, _)| id).to_owned());
+        rest = &rest[end + 1..];
+    }
+    Some((text, refs))
+}
+
+/// The function a Lambda proxy integration's `IntegrationUri` invokes:
+/// `!Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations`
+/// or `!GetAtt Fn.Arn`.
+fn function_of_uri(uri: &Value) -> Option<String> {
+    if let Some((id, Some(attr))) = reference_target(uri) {
+        return (attr == "Arn").then_some(id);
+    }
+    let Value::Tagged(t) = uri else { return None };
+    let text = t.value.as_str()?;
+    let start = text.find("/functions/${")? + "/functions/${".len();
+    let end = text[start..].find('}')? + start;
+    text[start..end].strip_suffix(".Arn").map(str::to_owned)
 }
 
 impl Template {
@@ -318,14 +364,162 @@ impl Template {
                 url_path,
                 sqs_sources,
                 schedules,
+                ws_routes: Vec::new(),
             });
+        }
+        for api in self.websocket_apis()? {
+            for (route_key, function) in api.routes {
+                let f = out.iter_mut().find(|f| f.logical_id == function).ok_or_else(|| {
+                    shape(format!("WebSocket route {route_key} invokes {function}, which is not a function"))
+                })?;
+                f.ws_routes.push(route_key);
+            }
         }
         out.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
         Ok(out)
+    }
+
+    /// Every WebSocket API with its routes, each route resolved through its integration to the
+    /// function it invokes.
+    ///
+    /// # Errors
+    /// [`TemplateError::Shape`] when a route has no `RouteKey`, its `Target` is not
+    /// `integrations/<integration>`, or the integration's `IntegrationUri` names no function
+    /// (`${<Function>.Arn}` or `!GetAtt <Function>.Arn`).
+    pub fn websocket_apis(&self) -> Result<Vec<WebSocketApiSpec>, TemplateError> {
+        let mut apis: Vec<WebSocketApiSpec> = self
+            .resources_of("AWS::ApiGatewayV2::Api")
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let p = get(r, "Properties")?;
+                (get_str(p, "ProtocolType").as_deref() == Some("WEBSOCKET")).then(|| WebSocketApiSpec {
+                    logical_id: id,
+                    route_selection_expression: get_str(p, "RouteSelectionExpression").unwrap_or_default(),
+                    routes: Vec::new(),
+                })
+            })
+            .collect();
+        for (id, r) in self.resources_of("AWS::ApiGatewayV2::Route") {
+            let p = get(r, "Properties").cloned().unwrap_or(Value::Null);
+            let Some((api_id, _)) = get(&p, "ApiId").and_then(reference_target) else { continue };
+            let Some(api) = apis.iter_mut().find(|a| a.logical_id == api_id) else { continue };
+            let route_key = get_str(&p, "RouteKey").ok_or_else(|| shape(format!("route {id} has no RouteKey")))?;
+            let integration = get(&p, "Target")
+                .and_then(sub_references)
+                .and_then(|(text, refs)| text.starts_with("integrations/").then_some(refs))
+                .and_then(|refs| refs.into_iter().next())
+                .ok_or_else(|| shape(format!("route {id}: Target is not !Sub integrations/${{<Integration>}}")))?;
+            let uri = self
+                .resources()
+                .into_iter()
+                .find(|(i, _)| *i == integration)
+                .and_then(|(_, r)| get(r, "Properties").and_then(|p| get(p, "IntegrationUri")).cloned())
+                .ok_or_else(|| shape(format!("route {id}: integration {integration} has no IntegrationUri")))?;
+            let function = function_of_uri(&uri).ok_or_else(|| {
+                shape(format!("route {id}: the IntegrationUri of {integration} names no function's Arn"))
+            })?;
+            api.routes.push((route_key, function));
+        }
+        for api in &mut apis {
+            api.routes.sort();
+        }
+        Ok(apis)
     }
 }
 
 /// The repository root (two levels above this crate).
 pub fn project_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| Path::new(".").to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WS_TEMPLATE: &str = r#"
+Resources:
+  WebSocketApi:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: purse-ws
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
+  PingFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: ws_ping
+  ConnectFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: ws_connect
+  PingIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref WebSocketApi
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${PingFunction.Arn}/invocations
+  PingRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref WebSocketApi
+      RouteKey: ping
+      Target: !Sub integrations/${PingIntegration}
+  ConnectIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref WebSocketApi
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !GetAtt ConnectFunction.Arn
+  ConnectRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref WebSocketApi
+      RouteKey: $connect
+      Target: !Sub integrations/${ConnectIntegration}
+"#;
+
+    #[test]
+    fn a_websocket_route_is_traced_through_its_integration_to_its_function() {
+        let t = Template::parse(WS_TEMPLATE).unwrap();
+        let apis = t.websocket_apis().unwrap();
+        assert_eq!(
+            apis,
+            [WebSocketApiSpec {
+                logical_id: "WebSocketApi".into(),
+                route_selection_expression: "$request.body.action".into(),
+                routes: vec![("$connect".into(), "ConnectFunction".into()), ("ping".into(), "PingFunction".into())],
+            }]
+        );
+        let functions = t.functions().unwrap();
+        let routes: Vec<_> = functions.iter().map(|f| (f.binary.as_str(), f.ws_routes.clone())).collect();
+        assert_eq!(routes, [("ws_connect", vec!["$connect".to_owned()]), ("ws_ping", vec!["ping".to_owned()])]);
+    }
+
+    #[test]
+    fn a_websocket_route_without_a_usable_target_is_a_template_error() {
+        let broken = WS_TEMPLATE.replace("Target: !Sub integrations/${PingIntegration}", "Target: PingIntegration");
+        let err = Template::parse(&broken).unwrap().websocket_apis().unwrap_err();
+        assert!(err.to_string().contains("route PingRoute: Target"), "{err}");
+
+        let no_function = WS_TEMPLATE.replace("${PingFunction.Arn}", "${AWS::Region}");
+        let err = Template::parse(&no_function).unwrap().functions().unwrap_err();
+        assert!(err.to_string().contains("names no function"), "{err}");
+    }
+
+    #[test]
+    fn the_project_template_routes_every_ws_function_and_only_those() {
+        let t = Template::project().unwrap();
+        let apis = t.websocket_apis().unwrap();
+        assert_eq!(apis.len(), 1, "one WebSocket API");
+        assert_eq!(apis[0].route_selection_expression, "$request.body.action");
+        for f in t.functions().unwrap() {
+            assert_eq!(f.binary.starts_with("ws_"), !f.ws_routes.is_empty(), "{}: {:?}", f.logical_id, f.ws_routes);
+        }
+        let keys: Vec<_> = apis[0].routes.iter().map(|(k, _)| k.as_str()).collect();
+        for key in ["$connect", "$disconnect", "$default", "ping"] {
+            assert!(keys.contains(&key), "no {key} route: {keys:?}");
+        }
+    }
 }

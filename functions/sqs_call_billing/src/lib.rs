@@ -1,0 +1,28 @@
+//! SQS consumer of the call billing queue: each minute's tick posts that minute and holds the
+//! next (exactly once per `call_id#minute`), and a ring timeout ends a call nobody answered.
+//! Both parties are told over the WebSocket API.
+
+use purse::config::InitError;
+use purse::runtime::{InitContext, MessageError, SqsFunction, SqsMessage};
+use purse::service::calls::{BillingMessage, Calls};
+
+/// The `sqs_call_billing` Lambda function.
+pub struct Function {
+    calls: Calls,
+}
+
+impl SqsFunction for Function {
+    async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        Ok(Self { calls: Calls::from_env(&ctx.env, &ctx.aws)? })
+    }
+
+    async fn handle_message(&self, message: &SqsMessage) -> Result<(), MessageError> {
+        let body = message.body.as_deref().unwrap_or("");
+        let Ok(parsed) = serde_json::from_str::<BillingMessage>(body) else {
+            // Not ours and never will be: retrying cannot help. Logged without the body.
+            tracing::error!(bytes = body.len(), "unreadable billing message dropped");
+            return Ok(());
+        };
+        self.calls.handle(&parsed).await.map_err(|e| MessageError(e.to_string()))
+    }
+}

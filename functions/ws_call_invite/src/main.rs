@@ -1,0 +1,6 @@
+//! Lambda entry point of `ws_call_invite`: initialise once, then serve WebSocket route events.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    purse::runtime::run_ws::<ws_call_invite::Function>().await
+}

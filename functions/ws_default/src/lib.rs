@@ -1,0 +1,25 @@
+//! `$default`: a frame with no known `action` (or not JSON) gets an `error` frame.
+
+use purse::config::InitError;
+use purse::runtime::{InitContext, WsFunction, WsRequest};
+use purse::service::signaling::Signaling;
+use purse::ws::{Pusher, WsError};
+
+/// The `ws_default` Lambda function (WebSocket route `$default`).
+pub struct Function {
+    signaling: Signaling,
+}
+
+impl WsFunction for Function {
+    async fn init(ctx: &InitContext) -> Result<Self, InitError> {
+        Ok(Self { signaling: Signaling::from_env(&ctx.env, &ctx.aws).await? })
+    }
+
+    async fn handle(&self, req: &WsRequest) -> Result<(), WsError> {
+        self.signaling.unknown(req).await
+    }
+
+    fn pusher(&self) -> &Pusher {
+        self.signaling.pusher()
+    }
+}
