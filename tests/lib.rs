@@ -135,41 +135,7 @@ impl TestApp {
     /// Like [`TestApp::spawn`], and also serves the API on a local port (so the Revio sandbox can
     /// deliver webhooks to it) and polls the SQS queues with the consumers, as `make dev` does.
     pub async fn spawn_serving() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let webhook = format!("{base}/webhooks/revio");
-        let kyc_webhook = format!("{base}/webhooks/kyc");
-        let mut app = Self::spawn_with(move |f, mut env| {
-            if f.environment.contains_key("REVIO_WEBHOOK_URL") {
-                env = env.with("REVIO_WEBHOOK_URL", webhook.clone());
-            }
-            if f.environment.contains_key("KYC_WEBHOOK_URL") {
-                env = env.with("KYC_WEBHOOK_URL", kyc_webhook.clone());
-            }
-            env
-        })
-        .await;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let router = app.router.clone();
-        let mut shutdown = stop_rx.clone();
-        app.tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            };
-            purse_devserver::gateway::serve(listener, router, stopped, std::time::Duration::from_secs(1)).await;
-        }));
-        let region = app.aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
-        for consumer in &app.router.consumers {
-            let poller = purse_devserver::sqs::Poller {
-                consumer: consumer.clone(),
-                client: aws_sdk_sqs::Client::new(&app.aws),
-                region: region.clone(),
-            };
-            app.tasks.push(tokio::spawn(poller.run(stop_rx.clone())));
-        }
-        app.base_url = Some(base);
-        app.stop = Some(stop_tx);
-        app
+        Self::spawn_serving_with(|_, env| env).await
     }
 
     /// Sends a request with raw headers and body.
@@ -1040,4 +1006,113 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.stream.close(None)).await;
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// The telephony provider's sandbox (tools/sandbox/telephony.py)
+// ------------------------------------------------------------------------------------------
+
+/// The telephony sandbox's control API, for phone calls: it dials in as a caller would, signs
+/// requests as the provider does, and repeats a call's status callback.
+#[derive(Clone)]
+pub struct TelephonySandbox {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Default for TelephonySandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TelephonySandbox {
+    /// The sandbox `tools/stack/with-stack.sh` started (`PURSE_TELEPHONY_URL`).
+    pub fn new() -> Self {
+        let base = std::env::var("PURSE_TELEPHONY_URL")
+            .expect("PURSE_TELEPHONY_URL is not set: run the tests with `make test` (tools/stack/with-stack.sh)");
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("telephony sandbox reachable");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "telephony sandbox {path}: {status} {v}");
+        v
+    }
+
+    /// Places an inbound call (`POST /_sandbox/calls`); with `"wait": true` in `call` it
+    /// answers once the call is over and its status callback delivered. The call record.
+    pub async fn call(&self, call: Value) -> Value {
+        self.post("/_sandbox/calls", &call).await
+    }
+
+    /// One call's record.
+    pub async fn record(&self, call_sid: &str) -> Value {
+        let r = self.http.get(format!("{}/_sandbox/calls/{call_sid}", self.base)).send().await.expect("reachable");
+        r.json().await.expect("json")
+    }
+
+    /// Repeats a call's status callback, byte for byte; the HTTP statuses we answered.
+    pub async fn repeat_status_callback(&self, call_sid: &str, times: u32) -> Vec<Value> {
+        let v = self
+            .post(
+                &format!("/_sandbox/calls/{call_sid}/status"),
+                &serde_json::json!({"duplicate": true, "times": times}),
+            )
+            .await;
+        v["results"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `X-Twilio-Signature` of a request to `url` with `params`, keyed with `auth_token` (the
+    /// sandbox's own token when `None`).
+    pub async fn sign(&self, url: &str, params: &[(&str, &str)], auth_token: Option<&str>) -> String {
+        let params: serde_json::Map<String, Value> =
+            params.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
+        let mut body = serde_json::json!({"url": url, "params": params});
+        if let Some(token) = auth_token {
+            body["auth_token"] = Value::String(token.to_owned());
+        }
+        self.post("/_sandbox/sign", &body).await["signature"].as_str().expect("signature").to_owned()
+    }
+}
+
+impl TestApp {
+    /// POSTs a form to a telephony webhook path (`/webhooks/telephony/...`, query included) as
+    /// the provider does, with `signature` as `X-Twilio-Signature` (none when `None`). The
+    /// request's `Host` is the served address, as the provider's would be.
+    pub async fn post_telephony(
+        &self,
+        path_and_query: &str,
+        params: &[(&str, &str)],
+        signature: Option<&str>,
+    ) -> TestResponse {
+        let base = self.base_url.as_deref().expect("spawn_serving: the provider needs a URL");
+        let host = base.trim_start_matches("http://").to_owned();
+        let body: String =
+            params.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
+        let mut headers = vec![("host", host.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        if let Some(s) = signature {
+            headers.push(("x-twilio-signature", s));
+        }
+        self.send("POST", path_and_query, &headers, body.as_bytes()).await
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one key or value.
+pub fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => char::from(b).to_string(),
+            b' ' => "+".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

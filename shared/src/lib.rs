@@ -40,6 +40,7 @@ pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod telephony;
 pub mod ws;
 
 pub use error::ApiError;

@@ -88,7 +88,8 @@ pub fn request_url(
 /// [`InitError::InvalidEnv`] for anything else.
 pub fn public_base_from_env(env: &Env) -> Result<Option<String>, InitError> {
     let Some(raw) = env.optional("TELEPHONY_PUBLIC_BASE_URL") else { return Ok(None) };
-    let invalid = |reason: &str| InitError::InvalidEnv { name: "TELEPHONY_PUBLIC_BASE_URL".into(), reason: reason.into() };
+    let invalid =
+        |reason: &str| InitError::InvalidEnv { name: "TELEPHONY_PUBLIC_BASE_URL".into(), reason: reason.into() };
     let url = reqwest::Url::parse(raw.trim()).map_err(|_| invalid("not an absolute URL"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid("must be http(s)://host[:port]"));
@@ -97,6 +98,30 @@ pub fn public_base_from_env(env: &Env) -> Result<Option<String>, InitError> {
         return Err(invalid("must name no path or query: the request's own path and query are appended"));
     }
     Ok(Some(raw.trim().trim_end_matches('/').to_owned()))
+}
+
+/// One request from the provider, as the Function URL received it.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub headers: &'a http::HeaderMap,
+    /// The path as received (`rawPath`), not decoded.
+    pub raw_path: &'a str,
+    /// The query string as received (`rawQueryString`), without `?`.
+    pub raw_query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+impl<'a> WebhookRequest<'a> {
+    /// The parts of a Lambda request the signature covers.
+    pub fn of(req: &'a lambda_http::Request) -> Self {
+        use lambda_http::RequestExt;
+        Self {
+            headers: req.headers(),
+            raw_path: req.raw_http_path(),
+            raw_query: req.uri().query(),
+            body: crate::http::body_bytes(req),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -210,6 +235,19 @@ impl Twiml {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 200 answer carrying the document.
+    ///
+    /// # Errors
+    /// 500 if the response cannot be built.
+    pub fn into_response(self) -> Result<lambda_http::Response<lambda_http::Body>, crate::ApiError> {
+        lambda_http::Response::builder()
+            .status(http::StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, TWIML_CONTENT_TYPE)
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(lambda_http::Body::Text(self.0))
+            .map_err(crate::ApiError::internal)
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -297,6 +335,11 @@ impl ProviderCall {
     }
 }
 
+/// Whether `sid` looks like a provider id (`CA` + letters and digits): safe in a URL path.
+fn is_sid(sid: &str) -> bool {
+    (3..=64).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Why the provider's API gave no answer we can use.
 #[derive(Debug, thiserror::Error)]
 pub enum TelephonyError {
@@ -354,6 +397,31 @@ impl TelephonyClient {
         Ok(Self { http, base_url: url.as_str().trim_end_matches('/').to_owned(), secret: secret.clone() })
     }
 
+    /// One call (`None` when the provider does not know it).
+    ///
+    /// # Errors
+    /// [`TelephonyError`] when the provider cannot be read.
+    pub async fn call(&self, sid: &str) -> Result<Option<ProviderCall>, TelephonyError> {
+        if !is_sid(sid) {
+            return Ok(None);
+        }
+        let url = format!("{}/2010-04-01/Accounts/{}/Calls/{sid}.json", self.base_url, self.secret.account_sid);
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
+            .send()
+            .await
+            .map_err(|e| TelephonyError::Unreachable(e.without_url().to_string()))?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                Ok(Some(response.json().await.map_err(|e| TelephonyError::Unreadable(e.without_url().to_string()))?))
+            }
+            status => Err(TelephonyError::Status(status.as_u16())),
+        }
+    }
+
     /// The child calls (the `<Dial>` legs) of the call `parent_sid`, newest first.
     ///
     /// # Errors
@@ -363,11 +431,16 @@ impl TelephonyClient {
         struct Page {
             calls: Vec<ProviderCall>,
         }
-        let url = format!("{}/2010-04-01/Accounts/{}/Calls.json", self.base_url, self.secret.account_sid);
+        if !is_sid(parent_sid) {
+            return Ok(Vec::new());
+        }
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Calls.json?ParentCallSid={parent_sid}",
+            self.base_url, self.secret.account_sid
+        );
         let response = self
             .http
             .get(url)
-            .query(&[("ParentCallSid", parent_sid)])
             .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
             .send()
             .await
@@ -443,7 +516,8 @@ mod tests {
 
     #[test]
     fn form_bodies_decode_plus_and_escapes_and_keep_repeated_keys() {
-        let form = Form::parse(b"CallSid=CA1&From=%2B14155550100&Say=hello+there&Digits=1&Digits=2&Empty=&Bare").unwrap();
+        let form =
+            Form::parse(b"CallSid=CA1&From=%2B14155550100&Say=hello+there&Digits=1&Digits=2&Empty=&Bare").unwrap();
         assert_eq!(form.get("From"), Some("+14155550100"));
         assert_eq!(form.get("Say"), Some("hello there"));
         assert_eq!(form.get("Digits"), Some("1"));
@@ -479,7 +553,10 @@ mod tests {
     fn the_public_base_url_is_a_scheme_and_a_host_only() {
         let env = |v: &str| Env::default().with("TELEPHONY_PUBLIC_BASE_URL", v);
         assert_eq!(public_base_from_env(&Env::default()).unwrap(), None);
-        assert_eq!(public_base_from_env(&env("https://calls.example/")).unwrap().as_deref(), Some("https://calls.example"));
+        assert_eq!(
+            public_base_from_env(&env("https://calls.example/")).unwrap().as_deref(),
+            Some("https://calls.example")
+        );
         assert!(public_base_from_env(&env("https://calls.example/voice")).is_err());
         assert!(public_base_from_env(&env("ftp://calls.example")).is_err());
         assert!(public_base_from_env(&env("calls.example")).is_err());
@@ -488,22 +565,32 @@ mod tests {
     #[test]
     fn twiml_escapes_what_it_embeds() {
         let dial = Twiml::dial_client("usr_01", 95, "https://x.example/voice?leg=dial&a=<b>");
-        assert!(dial.as_str().contains(r#"<Dial timeLimit="95" action="https://x.example/voice?leg=dial&amp;a=&lt;b&gt;""#));
+        assert!(dial
+            .as_str()
+            .contains(r#"<Dial timeLimit="95" action="https://x.example/voice?leg=dial&amp;a=&lt;b&gt;""#));
         assert!(dial.as_str().contains("<Client>usr_01</Client>"));
         assert!(dial.as_str().starts_with("<?xml") && dial.as_str().ends_with("</Response>"));
         let gather = Twiml::gather(6, "https://x.example/voice", "Enter \"PIN\"", "Bye");
         assert!(gather.as_str().contains(r#"<Gather numDigits="6" action="https://x.example/voice""#));
         assert!(gather.as_str().contains("Enter &quot;PIN&quot;"));
-        assert_eq!(Twiml::hang_up().as_str(), r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#);
+        assert_eq!(
+            Twiml::hang_up().as_str(),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#
+        );
     }
 
     #[test]
     fn the_secret_needs_an_account_sid_and_a_token_and_never_prints_them() {
-        let ok = SecretString::new(r#"{"account_sid": "AC00000000000000000000000000000001", "auth_token": "t0k"}"#.into());
+        let ok =
+            SecretString::new(r#"{"account_sid": "AC00000000000000000000000000000001", "auth_token": "t0k"}"#.into());
         let secret = TelephonySecret::parse(&ok).unwrap();
         assert_eq!(secret.account_sid, "AC00000000000000000000000000000001");
         assert_eq!(format!("{:?}", secret.auth_token), "<redacted>");
-        for bad in [r#"{"account_sid": "AC1", "auth_token": "t"}"#, r#"{"account_sid": "AC00000000000000000000000000000001"}"#, "x"] {
+        for bad in [
+            r#"{"account_sid": "AC1", "auth_token": "t"}"#,
+            r#"{"account_sid": "AC00000000000000000000000000000001"}"#,
+            "x",
+        ] {
             let err = TelephonySecret::parse(&SecretString::new(bad.into())).err().unwrap();
             assert!(!err.contains("t0k"));
         }
@@ -518,7 +605,8 @@ mod tests {
         assert!(call.is_final());
         assert_eq!(call.seconds(), 95);
         let live: ProviderCall =
-            serde_json::from_value(serde_json::json!({"sid": "CA3", "status": "in-progress", "duration": null})).unwrap();
+            serde_json::from_value(serde_json::json!({"sid": "CA3", "status": "in-progress", "duration": null}))
+                .unwrap();
         assert!(!live.is_final());
         assert_eq!(live.seconds(), 0);
     }

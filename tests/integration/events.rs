@@ -6,12 +6,13 @@
 //! The tests that invoke functions need the emulator and the Revio sandbox
 //! (`tools/stack/with-stack.sh`).
 
-use purse::runtime::SqsEvent;
+use purse::runtime::{ApiGatewayWebsocketProxyRequest, SqsEvent};
 use purse_local::apigw::match_route;
 use purse_local::template::{project_root, FunctionSpec, Template};
-use purse_tests::{eventually, TestApp, TestResponse};
+use purse_tests::{eventually, TestApp, TestResponse, WsClient, WsTestApp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Every event file, each fed to its function by one of the tests below.
 const EXERCISED: &[&str] = &[
@@ -81,6 +82,35 @@ const EXERCISED: &[&str] = &[
     // the_game_events_pay_a_reward_and_charge_a_fee_once_per_game_session
     "http_games_fees.json",
     "http_games_rewards.json",
+    // the_websocket_events_connect_with_a_ticket_answer_pings_and_unknown_actions_and_forget_a_connection
+    "http_ws_tickets.json",
+    "ws_connect.json",
+    "ws_connect.no_ticket.json",
+    "ws_default.json",
+    "ws_ping.json",
+    "ws_disconnect.json",
+    // the_call_events_place_answer_signal_bill_sweep_and_end_a_call
+    "http_me_call_price.json",
+    "ws_call_invite.json",
+    "ws_signal.json",
+    "ws_call_accept.json",
+    "sqs_call_billing.json",
+    "schedule_call_sweeper.json",
+    "ws_call_end.json",
+    "http_calls_list.json",
+    "http_calls_list.invalid_limit.json",
+    "http_calls_get.json",
+    // the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_caller_disconnects
+    "ws_call_reject.json",
+    "sqs_call_billing.ring_timeout.json",
+    "sqs_call_billing.unreadable.json",
+    // the_phone_call_events_place_a_call_the_provider_connects_with_its_pin_and_settles_from_the_talk_time
+    "http_calls_phone.json",
+    "webhook_telephony_voice.json",
+    "webhook_telephony_voice.unsigned.json",
+    "webhook_telephony_voice.pin.json",
+    "webhook_telephony_voice.dial_action.json",
+    "webhook_telephony_status.json",
 ];
 
 /// The names of the event files in `events/` (everything but `README.md`), sorted.
@@ -251,6 +281,111 @@ async fn delivery_outcome(app: &TestApp, delivery_id: &str) -> Value {
     item.get("outcome").and_then(|o| o.as_s().ok()).map_or(Value::Null, |o| json!(o))
 }
 
+/// Feeds a WebSocket event file to the function of its route, as API Gateway would; its answer
+/// (for `$connect`, 200 accepts the handshake; a message's refusal is an `error` frame pushed to
+/// the connection, and the answer 200).
+async fn invoke_ws(app: &TestApp, file: &str, values: &[(&str, &str)]) -> i64 {
+    let function = function_for(&app.template, file);
+    let event: ApiGatewayWebsocketProxyRequest =
+        serde_json::from_str(&fill(file, values)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let route_key = event.request_context.route_key.clone().unwrap_or_else(|| panic!("{file}: routeKey"));
+    let route = app.router.ws_route(&route_key).unwrap_or_else(|| panic!("{file}: no WebSocket route {route_key}"));
+    assert_eq!(route.function, function.logical_id, "{file}: {route_key} is served by another function");
+    route.handler.call_dyn(event).await.status_code
+}
+
+/// Feeds a scheduled event file to its function (which, like Lambda's, ignores the content):
+/// the pass's report.
+async fn run_scheduled(app: &TestApp, file: &str) -> Result<Value, String> {
+    let event: Value = serde_json::from_str(&fill(file, &[])).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!(event["detail-type"], "Scheduled Event", "{file}");
+    let function = function_for(&app.template, file);
+    let job =
+        app.router.job(&function.logical_id).unwrap_or_else(|| panic!("{} is not scheduled", function.logical_id));
+    job.handler.run_dyn().await
+}
+
+/// Like [`TestApp::spawn_serving_ws`] (the local WebSocket endpoint receives the functions'
+/// pushes and serves real clients), except that nothing polls the queues: the call billing
+/// queue's messages are the event files these tests feed, so what each one does is not raced by
+/// a poller consuming the messages the functions queue.
+async fn ws_app() -> WsTestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ws_callback_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let local = purse_local::provision::local_ws_env(&ws_callback_url);
+    let ws_url = local[purse_local::provision::WS_URL_VAR].clone();
+    let app = TestApp::spawn_with(move |f, mut env| {
+        for (name, value) in &local {
+            if f.environment.contains_key(name) {
+                env = env.with(name, value.clone());
+            }
+        }
+        env
+    })
+    .await;
+    let stage = app.stack.parameters.get("Stage").cloned().unwrap_or_else(|| "local".into());
+    let ws = std::sync::Arc::new(purse_devserver::websocket::WsEndpoint::new(app.router.clone(), &stage));
+    // Served until the test's runtime ends.
+    let serve = purse_devserver::websocket::serve(listener, ws.clone(), std::future::pending(), Duration::from_secs(1));
+    tokio::spawn(serve);
+    WsTestApp { app, ws_url, ws_callback_url, ws }
+}
+
+/// Opens a real WebSocket as the holder of `token`, with the ticket the fed
+/// `http_ws_tickets.json` answers: the client and its connection's id.
+async fn connect(app: &WsTestApp, token: &str) -> (WsClient, String) {
+    let before = app.ws.connection_ids();
+    let ticket = invoke(app, "http_ws_tickets.json", &[("ACCESS_TOKEN", token)]).await;
+    assert_eq!(ticket.status, 201, "{}", ticket.text);
+    let url = str_of(&ticket.json["url"], "url");
+    let client = WsClient::connect(url).await.unwrap_or_else(|status| panic!("the handshake was refused: {status}"));
+    let id = app.ws.connection_ids().into_iter().find(|id| !before.contains(id)).expect("the new connection");
+    (client, id)
+}
+
+/// Credits `amount` to `user`'s wallet, as an administrator's adjustment.
+async fn fund(app: &TestApp, user: &str, amount: &str) {
+    let (_, admin_token) = admin(app).await;
+    let body = json!({"user_id": user, "direction": "credit", "amount": amount, "reason": "Funds for a test call"});
+    let key = ulid::Ulid::new().to_string();
+    let made = app.post_with("/v1/admin/adjustments", &body, Some(&admin_token), &[("idempotency-key", &key)]).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+}
+
+/// How long a pushed frame may take to arrive.
+const FRAME_WAIT: Duration = Duration::from_secs(15);
+
+/// The user a WebSocket connection is recorded under, if any.
+async fn connection_user(app: &TestApp, connection_id: &str) -> Option<String> {
+    purse::store::calls::connection_user(&app.table, connection_id).await.expect("readable").map(|u| u.to_string())
+}
+
+/// Feeds `ws_call_invite.json` with `values`: the new call's id, once the caller's socket heard it
+/// ring and the callee's was told of it.
+async fn ring(app: &TestApp, caller: &mut WsClient, callee: &mut WsClient, values: &[(&str, &str)]) -> String {
+    assert_eq!(invoke_ws(app, "ws_call_invite.json", values).await, 200);
+    let ringing = caller.next_of_type("call.ringing", FRAME_WAIT).await;
+    let call_id = str_of(&ringing["call_id"], "call_id").to_owned();
+    assert_eq!(callee.next_of_type("call.incoming", FRAME_WAIT).await["call_id"], call_id.as_str());
+    call_id
+}
+
+/// Asserts that `frame` carries each field of `expected` with its value (frames may carry more).
+#[track_caller]
+fn assert_fields(frame: &Value, expected: Value) {
+    for (name, value) in expected.as_object().expect("an object of fields") {
+        assert_eq!(&frame[name], value, "{name} in {frame}");
+    }
+}
+
+/// Sleeps until `epoch_ms` (milliseconds since the epoch), if it is still ahead.
+async fn sleep_until(epoch_ms: i64) {
+    let ahead = epoch_ms - chrono::Utc::now().timestamp_millis();
+    if let Ok(ms) = u64::try_from(ahead) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 // ------------------------------------------------------------------------- shape, no emulator
 
 #[test]
@@ -294,10 +429,12 @@ fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
             assert_eq!(name, &name.to_lowercase(), "{file}: API Gateway sends header names in lower case");
         }
         if event.get("body").is_some() {
+            // The telephony provider posts forms, as Twilio does; everyone else JSON.
+            let form = function.binary.starts_with("webhook_telephony_");
             assert_eq!(
                 headers.get("content-type").and_then(Value::as_str),
-                Some("application/json"),
-                "{file}: a body is JSON"
+                Some(if form { "application/x-www-form-urlencoded" } else { "application/json" }),
+                "{file}: a body is JSON (a form from the telephony provider)"
             );
         }
         let method = str_of(&context["http"]["method"], "requestContext.http.method");
@@ -308,12 +445,15 @@ fn every_http_event_is_a_payload_2_0_event_for_its_functions_route() {
             assert_eq!(route_key, "$default", "{file}: a Function URL event");
             assert_eq!(context["stage"], "$default", "{file}");
             assert_eq!(method, "POST", "{file}");
-            // Revio signs with X-Signature; the KYC provider per Standard Webhooks.
+            // Revio signs with X-Signature; the KYC provider per Standard Webhooks; the telephony
+            // provider with X-Twilio-Signature.
             let signature = if function.binary == "webhook_kyc" {
                 for name in ["webhook-id", "webhook-timestamp"] {
                     assert!(headers.contains_key(name), "{file}: {name} header");
                 }
                 "webhook-signature"
+            } else if function.binary.starts_with("webhook_telephony_") {
+                "x-twilio-signature"
             } else {
                 "x-signature"
             };
@@ -421,7 +561,8 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
             }
             // A partial failure's first message is the unreadable one; every other is what the
             // queue's senders send.
-            let readable = if file.contains(".partial_failure.") { 1 } else { 0 };
+            // (The call billing queue's consumer drops an unreadable message instead: `.unreadable.`.)
+            let readable = if file.contains(".partial_failure.") || file.contains(".unreadable.") { 1 } else { 0 };
             for record in event.records.iter().skip(readable) {
                 let body = record.body.as_deref().unwrap_or_default();
                 match function.binary.as_str() {
@@ -449,6 +590,10 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
                         serde_json::from_str::<purse::service::referrals::RewardEvent>(body)
                             .unwrap_or_else(|e| panic!("{file}: the body is not a reward event: {e}"));
                     }
+                    "sqs_call_billing" => {
+                        serde_json::from_str::<purse::service::calls::BillingMessage>(body)
+                            .unwrap_or_else(|e| panic!("{file}: the body is not a billing message: {e}"));
+                    }
                     other => panic!("{file}: teach this test what {other}'s messages look like"),
                 }
             }
@@ -465,8 +610,82 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
                 "{file}: time"
             );
         } else {
-            assert!(is_http(&function), "{file}: {} has no trigger this test knows", function.logical_id);
+            // WebSocket route events: every_websocket_event_is_an_api_gateway_websocket_event_for_its_functions_route.
+            assert!(
+                is_http(&function) || !function.ws_routes.is_empty(),
+                "{file}: {} has no trigger this test knows",
+                function.logical_id
+            );
         }
+    }
+}
+
+#[test]
+fn every_websocket_event_is_an_api_gateway_websocket_event_for_its_functions_route() {
+    let template = Template::project().unwrap();
+    let functions = template.functions().unwrap();
+    let route_keys: Vec<&str> = functions.iter().flat_map(|f| f.ws_routes.iter().map(String::as_str)).collect();
+    for file in event_files() {
+        let function = function_for(&template, &file);
+        if function.ws_routes.is_empty() {
+            continue;
+        }
+        let text = fill_with_dummies(&read_event(&file));
+        let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let context = &event["requestContext"];
+        let route_key = str_of(&context["routeKey"], "requestContext.routeKey");
+        assert!(
+            function.ws_routes.iter().any(|r| r == route_key),
+            "{file}: routeKey {route_key} is not a route of {} ({:?})",
+            function.logical_id,
+            function.ws_routes
+        );
+        assert_eq!(event["isBase64Encoded"], false, "{file}");
+        assert_eq!(context["connectionId"], "placeholder-connection_id", "{file}: connectionId {{{{CONNECTION_ID}}}}");
+        for field in ["requestId", "extendedRequestId", "apiId", "domainName", "stage", "requestTime"] {
+            assert!(context[field].as_str().is_some_and(|v| !v.is_empty()), "{file}: requestContext.{field}");
+        }
+        assert_eq!(context["messageDirection"], "IN", "{file}");
+        assert!(context["connectedAt"].is_i64() && context["requestTimeEpoch"].is_i64(), "{file}: epochs");
+        let event_type = match route_key {
+            "$connect" => "CONNECT",
+            "$disconnect" => "DISCONNECT",
+            _ => "MESSAGE",
+        };
+        assert_eq!(context["eventType"], event_type, "{file}");
+        match event_type {
+            "MESSAGE" => {
+                assert!(context["messageId"].as_str().is_some_and(|v| !v.is_empty()), "{file}: messageId");
+                // API Gateway routes a frame by its `action` ($request.body.action); one that
+                // names no route goes to $default.
+                let body = str_of(&event["body"], "body");
+                serde_json::from_str::<serde_json::Map<String, Value>>(body)
+                    .unwrap_or_else(|e| panic!("{file}: a client frame is one JSON object: {e}"));
+                let selected = purse_local::wsapi::selection_key(body)
+                    .filter(|key| !key.starts_with('$') && route_keys.contains(&key.as_str()))
+                    .unwrap_or_else(|| purse_local::wsapi::DEFAULT.to_owned());
+                assert_eq!(selected, route_key, "{file}: the frame's action selects another route");
+            }
+            "CONNECT" => {
+                assert!(event["headers"].is_object() && event["multiValueHeaders"].is_object(), "{file}: headers");
+                let ticket = event["queryStringParameters"]["ticket"].as_str();
+                assert_eq!(ticket.is_none(), file.contains(".no_ticket."), "{file}: ?ticket={{{{TICKET}}}}");
+                if let Some(ticket) = ticket {
+                    assert_eq!(ticket, "placeholder-ticket", "{file}");
+                    assert_eq!(event["multiValueQueryStringParameters"]["ticket"], json!([ticket]), "{file}");
+                }
+                assert!(event.get("body").is_none(), "{file}: a handshake has no body");
+            }
+            _ => {
+                assert!(context["disconnectStatusCode"].is_u64(), "{file}: disconnectStatusCode");
+                assert!(context["disconnectReason"].is_string(), "{file}: disconnectReason");
+            }
+        }
+        let parsed: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: the runtime cannot parse it: {e}"));
+        let request = purse::runtime::WsRequest::from_event(&parsed);
+        assert_eq!((request.route_key.as_str(), request.event_type.as_str()), (route_key, event_type), "{file}");
+        assert_eq!(request.connection_id, "placeholder-connection_id", "{file}");
     }
 }
 
@@ -653,13 +872,7 @@ async fn the_queue_consumer_acknowledges_unknown_purchases_and_reports_only_unre
 #[tokio::test]
 async fn the_scheduled_event_runs_a_reconciliation_pass() {
     let app = TestApp::spawn().await;
-    let file = "schedule_reconcile_deposits.json";
-    let event: Value = serde_json::from_str(&fill(file, &[])).unwrap();
-    assert_eq!(event["detail-type"], "Scheduled Event");
-    let function = function_for(&app.template, file);
-    let job =
-        app.router.job(&function.logical_id).unwrap_or_else(|| panic!("{} is not scheduled", function.logical_id));
-    let report = job.handler.run_dyn().await.expect("a reconciliation pass runs");
+    let report = run_scheduled(&app, "schedule_reconcile_deposits.json").await.expect("a reconciliation pass runs");
     for counter in [
         "examined",
         "credited",
@@ -1330,5 +1543,350 @@ async fn the_game_events_pay_a_reward_and_charge_a_fee_once_per_game_session() {
     let r = invoke(&app, "http_games_fees.json", &[("SERVICE_CREDENTIALS", token.as_str()), values[1]]).await;
     assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.text);
     assert_eq!(app.wallet_of(&user).await.0, "17.50");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_websocket_events_connect_with_a_ticket_answer_pings_and_unknown_actions_and_forget_a_connection() {
+    let app = ws_app().await;
+    let (user, token) = app.user_token().await;
+
+    // POST /v1/ws-tickets: a one-time ticket, valid for 60 s, and the URL to open with it.
+    let issued = invoke(&app, "http_ws_tickets.json", &[("ACCESS_TOKEN", token.as_str())]).await;
+    assert_eq!(issued.status, 201, "{}", issued.text);
+    let ticket = str_of(&issued.json["ticket"], "ticket").to_owned();
+    assert_eq!(issued.json["url"], format!("{}?ticket={ticket}", app.ws_url));
+    let expires_at = chrono::DateTime::parse_from_rfc3339(str_of(&issued.json["expires_at"], "expires_at")).unwrap();
+    let left = expires_at.timestamp() - chrono::Utc::now().timestamp();
+    assert!((55..=60).contains(&left), "the ticket expires in {left} s");
+    let forged = invoke(&app, "http_ws_tickets.json", &[("ACCESS_TOKEN", "not-a-token")]).await;
+    assert_eq!((forged.status, forged.code()), (401, "unauthorized"), "{}", forged.text);
+
+    // $connect redeems it: 200 accepts the handshake and records the connection under the user.
+    // The same invocation again (a retry: the same connection) is accepted again; another
+    // connection with that ticket, an unknown ticket or none is refused with 401.
+    let connection = purse_local::wsapi::new_connection_id();
+    let values = [("TICKET", ticket.as_str()), ("CONNECTION_ID", connection.as_str())];
+    assert_eq!(invoke_ws(&app, "ws_connect.json", &values).await, 200);
+    assert_eq!(connection_user(&app, &connection).await.as_deref(), Some(user.as_str()));
+    assert_eq!(invoke_ws(&app, "ws_connect.json", &values).await, 200, "a retried $connect");
+    let other = purse_local::wsapi::new_connection_id();
+    let other_connection = ("CONNECTION_ID", other.as_str());
+    assert_eq!(invoke_ws(&app, "ws_connect.json", &[values[0], other_connection]).await, 401, "a used ticket");
+    let unknown = [("TICKET", "bm90LWEtdGlja2V0LWFueWJvZHktd2FzLWdpdmVu"), other_connection];
+    assert_eq!(invoke_ws(&app, "ws_connect.json", &unknown).await, 401, "an unknown ticket");
+    assert_eq!(invoke_ws(&app, "ws_connect.no_ticket.json", &[other_connection]).await, 401, "no ticket");
+    assert_eq!(connection_user(&app, &other).await, None);
+
+    // $disconnect forgets the connection.
+    assert_eq!(invoke_ws(&app, "ws_disconnect.json", &[values[1]]).await, 200);
+    assert_eq!(connection_user(&app, &connection).await, None);
+
+    // On a real connection: `ping` is answered `pong`, an unknown action an `error` frame; once
+    // its $disconnect has been delivered, the connection is not signed in any more.
+    let (mut client, id) = connect(&app, &token).await;
+    let on = [("CONNECTION_ID", id.as_str())];
+    assert_eq!(invoke_ws(&app, "ws_ping.json", &on).await, 200);
+    assert_eq!(client.next(FRAME_WAIT).await, Some(json!({"type": "pong"})));
+    assert_eq!(invoke_ws(&app, "ws_default.json", &on).await, 200, "a refused message is answered by a frame");
+    let refused = client.next(FRAME_WAIT).await.expect("an error frame");
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("unknown_action")),
+        "{refused}"
+    );
+    assert_eq!(invoke_ws(&app, "ws_disconnect.json", &on).await, 200);
+    assert_eq!(invoke_ws(&app, "ws_ping.json", &on).await, 200);
+    let refused = client.next(FRAME_WAIT).await.expect("an error frame");
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("connection_unknown")));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn the_call_events_place_answer_signal_bill_sweep_and_end_a_call() {
+    let app = ws_app().await;
+    let (caller, caller_token) = app.user_token().await;
+    fund(&app, &caller, "20.00").await;
+    let (callee, callee_token) = app.user_token().await;
+    let (caller_auth, callee_auth) = (("ACCESS_TOKEN", caller_token.as_str()), ("ACCESS_TOKEN", callee_token.as_str()));
+
+    // PUT /v1/me/call-price: the callee asks 4.00 a minute, of which 70 % is theirs.
+    let priced = invoke(&app, "http_me_call_price.json", &[callee_auth]).await;
+    assert_eq!(priced.status, 200, "{}", priced.text);
+    assert_eq!(priced.json, json!({"price_per_minute": "4.00", "currency": "COIN", "callee_share_percent": 70}));
+
+    let (mut caller_ws, caller_connection) = connect(&app, &caller_token).await;
+    let (mut callee_ws, callee_connection) = connect(&app, &callee_token).await;
+    let from_caller = ("CONNECTION_ID", caller_connection.as_str());
+    let from_callee = ("CONNECTION_ID", callee_connection.as_str());
+
+    // call.invite: the caller hears it ring at the callee's price; the callee's socket is told.
+    assert_eq!(invoke_ws(&app, "ws_call_invite.json", &[from_caller, ("CALLEE_ID", callee.as_str())]).await, 200);
+    let ringing = caller_ws.next_of_type("call.ringing", FRAME_WAIT).await;
+    let call_id = str_of(&ringing["call_id"], "call_id").to_owned();
+    assert_fields(&ringing, json!({"callee_id": callee, "price_per_minute": "4.00"}));
+    let incoming = callee_ws.next_of_type("call.incoming", FRAME_WAIT).await;
+    assert_fields(&incoming, json!({"call_id": call_id, "caller_id": caller, "price_per_minute": "4.00"}));
+    let call = ("CALL_ID", call_id.as_str());
+
+    // signal: the caller's SDP offer reaches the callee verbatim.
+    assert_eq!(invoke_ws(&app, "ws_signal.json", &[from_caller, call]).await, 200);
+    let event: Value = serde_json::from_str(&fill("ws_signal.json", &[from_caller, call])).unwrap();
+    let frame: Value = serde_json::from_str(str_of(&event["body"], "body")).unwrap();
+    let relayed = callee_ws.next_of_type("signal", FRAME_WAIT).await;
+    assert_fields(&relayed, json!({"call_id": call_id, "from": caller, "data": frame["data"]}));
+
+    // call.accept: both are told it started; minute 1 is held on the caller's wallet.
+    assert_eq!(invoke_ws(&app, "ws_call_accept.json", &[from_callee, call]).await, 200);
+    let started = caller_ws.next_of_type("call.started", FRAME_WAIT).await;
+    assert_eq!(callee_ws.next_of_type("call.started", FRAME_WAIT).await, started);
+    let period_seconds = purse_tests::CALL_PERIOD_SECONDS;
+    assert_fields(
+        &started,
+        json!({"call_id": call_id, "price_per_minute": "4.00", "billing_period_seconds": period_seconds}),
+    );
+    assert_eq!(app.wallet_of(&caller).await, ("20.00".into(), "16.00".into(), "4.00".into()));
+    let accepted = chrono::DateTime::parse_from_rfc3339(str_of(&started["started_at"], "started_at"))
+        .expect("started_at")
+        .timestamp_millis();
+    let period = i64::try_from(purse_tests::CALL_PERIOD_SECONDS).unwrap() * 1000;
+
+    // The tick of minute 1, once due (early, it would only be queued again for its time): minute
+    // 1 is paid, 70 % of it to the callee, and minute 2 held; both are told.
+    sleep_until(accepted + period).await;
+    let batch = invoke_sqs(&app, "sqs_call_billing.json", &[call]).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    let paid = caller_ws.next_of_type("billing", FRAME_WAIT).await;
+    assert_fields(&paid, json!({"call_id": call_id, "minutes_billed": 1, "amount": "4.00", "balance": "16.00"}));
+    let earned = callee_ws.next_of_type("billing", FRAME_WAIT).await;
+    assert_fields(&earned, json!({"call_id": call_id, "minutes_billed": 1, "amount": "2.80", "currency": "COIN"}));
+    assert!(earned.get("balance").is_none(), "the callee is not told the caller's balance: {earned}");
+    assert_eq!(app.wallet_of(&caller).await, ("16.00".into(), "12.00".into(), "4.00".into()));
+    // The same tick again changes nothing.
+    let batch = invoke_sqs(&app, "sqs_call_billing.json", &[call]).await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    caller_ws.expect_silence(Duration::from_millis(500)).await;
+    assert_eq!(app.wallet_of(&caller).await.0, "16.00");
+
+    // Nothing polls the queue here, so the tick of minute 2 is as good as lost: overdue by more
+    // than the sweeper's grace (5 s and half a period), it is replayed by the sweeper.
+    sleep_until(accepted + 2 * period + 5_000 + period / 2 + 500).await;
+    let report = run_scheduled(&app, "schedule_call_sweeper.json").await.expect("a sweep runs");
+    assert_eq!(
+        (report["examined"].as_u64(), report["ended"].as_u64(), report["ticks_replayed"].as_u64()),
+        (Some(1), Some(0), Some(1)),
+        "{report}"
+    );
+    assert_eq!(caller_ws.next_of_type("billing", FRAME_WAIT).await["minutes_billed"], 2);
+    assert_eq!(callee_ws.next_of_type("billing", FRAME_WAIT).await["amount"], "5.60");
+    assert_eq!(app.wallet_of(&caller).await, ("12.00".into(), "8.00".into(), "4.00".into()));
+
+    // call.end: the running minute (a whole period by now) is charged, the call settled.
+    assert_eq!(invoke_ws(&app, "ws_call_end.json", &[from_caller, call]).await, 200);
+    let ended = json!({"call_id": call_id, "reason": "hangup", "minutes_billed": 2, "duration_seconds": 6});
+    let told = caller_ws.next_of_type("call.ended", FRAME_WAIT).await;
+    assert_fields(&told, ended.clone());
+    assert_fields(&told, json!({"amount": "12.00", "balance": "8.00"}));
+    let told = callee_ws.next_of_type("call.ended", FRAME_WAIT).await;
+    assert_fields(&told, ended);
+    assert_fields(&told, json!({"amount": "8.40"}));
+    assert_eq!(app.wallet_of(&caller).await, ("8.00".into(), "8.00".into(), "0.00".into()));
+    assert_eq!(app.wallet_of(&callee).await, ("8.40".into(), "8.40".into(), "0.00".into()));
+
+    // GET /v1/calls and GET /v1/calls/{id}: the call as each party sees it.
+    let listed = invoke(&app, "http_calls_list.json", &[caller_auth]).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["next_cursor"], Value::Null, "{}", listed.text);
+    let items = listed.json["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", listed.text);
+    let seen = &items[0];
+    assert_eq!(
+        (seen["id"].as_str(), seen["role"].as_str(), seen["status"].as_str(), seen["end_reason"].as_str()),
+        (Some(call_id.as_str()), Some("caller"), Some("ENDED"), Some("hangup"))
+    );
+    assert_eq!(
+        (seen["price_per_minute"].as_str(), seen["minutes_billed"].as_u64(), seen["amount"].as_str()),
+        (Some("4.00"), Some(2), Some("12.00"))
+    );
+    assert_eq!((seen["channel"].as_str(), seen["duration_seconds"].as_u64()), (Some("app"), Some(6)));
+    let got = invoke(&app, "http_calls_get.json", &[caller_auth, call]).await;
+    assert_eq!((got.status, &got.json), (200, seen), "{}", got.text);
+    let theirs = invoke(&app, "http_calls_get.json", &[callee_auth, call]).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.text);
+    assert_eq!((theirs.json["role"].as_str(), theirs.json["amount"].as_str()), (Some("callee"), Some("8.40")));
+    let (_, stranger) = app.user_token().await;
+    let foreign = invoke(&app, "http_calls_get.json", &[("ACCESS_TOKEN", stranger.as_str()), call]).await;
+    assert_eq!((foreign.status, foreign.code()), (404, "call_not_found"), "{}", foreign.text);
+    let unknown = purse::domain::ids::CallId::generate().to_string();
+    let missing = invoke(&app, "http_calls_get.json", &[caller_auth, ("CALL_ID", unknown.as_str())]).await;
+    assert_eq!((missing.status, missing.code()), (404, "call_not_found"), "{}", missing.text);
+    let bad = invoke(&app, "http_calls_list.invalid_limit.json", &[caller_auth]).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_limit"), "{}", bad.text);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_caller_disconnects() {
+    let app = ws_app().await;
+    let (caller, caller_token) = app.user_token().await;
+    fund(&app, &caller, "20.00").await;
+    let (callee, callee_token) = app.user_token().await;
+    let (mut caller_ws, caller_connection) = connect(&app, &caller_token).await;
+    let (mut callee_ws, callee_connection) = connect(&app, &callee_token).await;
+    let from_caller = ("CONNECTION_ID", caller_connection.as_str());
+    let from_callee = ("CONNECTION_ID", callee_connection.as_str());
+    let invite = [from_caller, ("CALLEE_ID", callee.as_str())];
+
+    // call.reject: both are told it ended `rejected`, nothing charged; rejecting it again is refused.
+    let declined = ring(&app, &mut caller_ws, &mut callee_ws, &invite).await;
+    let call = ("CALL_ID", declined.as_str());
+    assert_eq!(invoke_ws(&app, "ws_call_reject.json", &[from_callee, call]).await, 200);
+    for ws in [&mut caller_ws, &mut callee_ws] {
+        let told = ws.next_of_type("call.ended", FRAME_WAIT).await;
+        assert_eq!(
+            (told["call_id"].as_str(), told["reason"].as_str(), told["amount"].as_str()),
+            (Some(declined.as_str()), Some("rejected"), Some("0.00")),
+            "{told}"
+        );
+    }
+    assert_eq!(invoke_ws(&app, "ws_call_reject.json", &[from_callee, call]).await, 200);
+    let refused = callee_ws.next_of_type("error", FRAME_WAIT).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["call_id"].as_str()),
+        (Some("call_not_ringing"), Some(declined.as_str()))
+    );
+
+    // The ring timeout call.invite queued ends a call still ringing (`no_answer`); again, nothing.
+    let unanswered = ring(&app, &mut caller_ws, &mut callee_ws, &invite).await;
+    let call = ("CALL_ID", unanswered.as_str());
+    let batch = invoke_sqs(&app, "sqs_call_billing.ring_timeout.json", &[call]).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    for ws in [&mut caller_ws, &mut callee_ws] {
+        let told = ws.next_of_type("call.ended", FRAME_WAIT).await;
+        assert_eq!((told["call_id"].as_str(), told["reason"].as_str()), (Some(unanswered.as_str()), Some("no_answer")));
+    }
+    let batch = invoke_sqs(&app, "sqs_call_billing.ring_timeout.json", &[call]).await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    caller_ws.expect_silence(Duration::from_millis(500)).await;
+
+    // An unreadable message is dropped, not redelivered (no retry could ever read it); a ring
+    // timeout for a call nobody knows is acknowledged.
+    let unknown = purse::domain::ids::CallId::generate().to_string();
+    let batch = invoke_sqs(&app, "sqs_call_billing.unreadable.json", &[("CALL_ID", unknown.as_str())]).await;
+    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(app.wallet_of(&caller).await, ("20.00".into(), "20.00".into(), "0.00".into()));
+
+    // $disconnect of the caller's connection ends the answered call (`disconnected`), settled:
+    // the running minute charged per second, the rest of its hold released.
+    let dropped = ring(&app, &mut caller_ws, &mut callee_ws, &invite).await;
+    assert_eq!(invoke_ws(&app, "ws_call_accept.json", &[from_callee, ("CALL_ID", dropped.as_str())]).await, 200);
+    callee_ws.next_of_type("call.started", FRAME_WAIT).await;
+    assert_eq!(invoke_ws(&app, "ws_disconnect.json", &[from_caller]).await, 200);
+    let told = callee_ws.next_of_type("call.ended", FRAME_WAIT).await;
+    assert_eq!((told["call_id"].as_str(), told["reason"].as_str()), (Some(dropped.as_str()), Some("disconnected")));
+    assert_eq!(connection_user(&app, &caller_connection).await, None);
+    let (balance, available, held) = app.wallet_of(&caller).await;
+    assert_eq!((held.as_str(), balance.as_str()), ("0.00", available.as_str()));
+    let paid: rust_decimal::Decimal =
+        "20.00".parse::<rust_decimal::Decimal>().unwrap() - balance.parse::<rust_decimal::Decimal>().unwrap();
+    assert!(paid > rust_decimal::Decimal::ZERO && paid <= "10.00".parse().unwrap(), "paid {paid}");
+    app.assert_ledger_balanced().await;
+}
+
+/// `X-Twilio-Signature` of a telephony event file once `values` are filled in: keyed with the
+/// stack's auth token, over the URL the event was sent to (`x-forwarded-proto`, `host`, the raw
+/// path and query) and its form body, as the provider signs it.
+async fn telephony_signature(app: &TestApp, file: &str, values: &[(&str, &str)]) -> String {
+    let event: Value = serde_json::from_str(&substitute(&read_event(file), values)).unwrap();
+    let headers = &event["headers"];
+    let query = str_of(&event["rawQueryString"], "rawQueryString");
+    let url = format!(
+        "{}://{}{}{}",
+        str_of(&headers["x-forwarded-proto"], "x-forwarded-proto"),
+        str_of(&headers["host"], "host"),
+        str_of(&event["rawPath"], "rawPath"),
+        if query.is_empty() { String::new() } else { format!("?{query}") }
+    );
+    let form = purse::telephony::Form::parse(str_of(&event["body"], "body").as_bytes()).unwrap();
+    let arn = &app.stack.get("TelephonyApiSecret").expect("the telephony secret").reference;
+    let secret = purse::telephony::TelephonySecret::parse(&purse::secrets::load(&app.aws, arn).await.unwrap()).unwrap();
+    purse::telephony::sign(secret.auth_token.expose(), &url, form.pairs())
+}
+
+#[tokio::test]
+async fn the_phone_call_events_place_a_call_the_provider_connects_with_its_pin_and_settles_from_the_talk_time() {
+    let app = TestApp::spawn().await;
+    let (caller, token) = app.user_token().await;
+    let caller_id = purse::domain::ids::UserId::parse(&caller).unwrap();
+    let funds = purse::ledger::NewTransaction {
+        id: purse::domain::ids::TransactionId::generate(),
+        user_id: caller_id.clone(),
+        kind: purse::ledger::TransactionType::Adjustment,
+        amount: purse::money::Amount::parse("1000.00", purse::money::Currency::Coin).unwrap(),
+        currency: purse::money::Currency::Coin,
+        debit: purse::ledger::Side::System(purse::ledger::SystemAccount::Adjustments),
+        credit: purse::ledger::Side::Account(purse::ledger::AccountId::wallet(&caller_id)),
+        description: "test funds".into(),
+        reference: None,
+    };
+    purse::ledger::store::transfer(&app.table, &funds).await.unwrap();
+    let (callee, _) = app.user_token().await;
+
+    // POST /v1/calls/phone: the number to dial and the PIN.
+    let placed = invoke(&app, "http_calls_phone.json", &[("ACCESS_TOKEN", &token), ("CALLEE_ID", &callee)]).await;
+    assert_eq!(placed.status, 201, "{}", placed.text);
+    assert_eq!((placed.json["status"].as_str(), placed.json["dial"].as_str()), (Some("RINGING"), Some("+18005550100")));
+    let pin = str_of(&placed.json["pin"], "pin").to_owned();
+    let call_id = str_of(&placed.json["call_id"], "call_id").to_owned();
+    let sid = format!("CA{:032x}", rand::random::<u128>());
+    let values = [("CALL_SID", sid.as_str()), ("PIN", pin.as_str())];
+    let signed = |file: &'static str| {
+        let app = &app;
+        async move {
+            let signature = telephony_signature(app, file, &values).await;
+            invoke(app, file, &[values[0], values[1], ("TELEPHONY_SIGNATURE", signature.as_str())]).await
+        }
+    };
+    let view = || async {
+        let r = app.get(&format!("/v1/calls/{call_id}"), Some(&token)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json
+    };
+
+    // The provider's first request asks for the PIN; an unsigned one is refused.
+    let first = signed("webhook_telephony_voice.json").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let own = "https://q7t3vz9k2m5xw8hc4nb6rj1dfy0gsp3a.lambda-url.us-east-1.on.aws/";
+    assert!(first.text.contains(&format!(r#"<Gather numDigits="6" action="{own}""#)), "{}", first.text);
+    let unsigned = invoke(&app, "webhook_telephony_voice.unsigned.json", &values).await;
+    assert_eq!((unsigned.status, unsigned.code()), (403, "invalid_signature"), "{}", unsigned.text);
+
+    // The PIN: 1000.00 at 10.00 per 2 s pays for 200 s; the callee is dialled for that long.
+    let connected = signed("webhook_telephony_voice.pin.json").await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    assert!(
+        connected.text.contains(&format!(r#"<Dial timeLimit="200" action="{own}?leg=dial""#)),
+        "{}",
+        connected.text
+    );
+    assert!(connected.text.contains(&format!("<Client>{callee}</Client>")), "{}", connected.text);
+    assert_eq!(view().await["status"], "ACTIVE");
+    assert_eq!(app.wallet_of(&caller).await, ("1000.00".into(), "0.00".into(), "1000.00".into()));
+
+    // The Dial's action: 42 s of talk, 210.00, the rest released; the status callback after it
+    // changes nothing.
+    let settled = signed("webhook_telephony_voice.dial_action.json").await;
+    assert_eq!(settled.status, 200, "{}", settled.text);
+    assert!(settled.text.contains("<Hangup/>"), "{}", settled.text);
+    let call = view().await;
+    assert_eq!(
+        (call["status"].as_str(), call["duration_seconds"].as_u64(), call["amount"].as_str()),
+        (Some("ENDED"), Some(42), Some("210.00")),
+        "{call}"
+    );
+    let status = signed("webhook_telephony_status.json").await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(app.wallet_of(&caller).await, ("790.00".into(), "790.00".into(), "0.00".into()));
+    assert_eq!(app.wallet_of(&callee).await.0, "147.00");
     app.assert_ledger_balanced().await;
 }

@@ -196,139 +196,277 @@ async fn the_audit_reports_a_balance_that_does_not_match_its_movements() {
 }
 
 // ------------------------------------------------------------------------------------------
-// Split movements (a call minute: the caller pays, the callee and the platform share it)
+// Escrow: held minutes posted into a call, then paid out as one movement with several legs
 // ------------------------------------------------------------------------------------------
 
-fn split(callee: &UserId, callee_part: &str, platform_part: &str) -> Vec<store::Leg> {
-    vec![
-        store::Leg { account: Side::Account(AccountId::wallet(callee)), amount: callee_part.parse().unwrap() },
-        store::Leg { account: Side::System(SystemAccount::PlatformRevenue), amount: platform_part.parse().unwrap() },
-    ]
+/// An ACTIVE call from `caller` to `callee` (its item is the call's escrow account).
+async fn active_call(app: &TestApp, caller: &UserId, callee: &UserId) -> purse::domain::ids::CallId {
+    use purse::store::calls::{self as calls, Call, CallStatus};
+    let call = Call {
+        id: purse::domain::ids::CallId::generate(),
+        caller: caller.clone(),
+        callee: callee.clone(),
+        status: CallStatus::Ringing,
+        channel: "app".into(),
+        price_per_minute: coins("10.00").value(),
+        callee_share_percent: 70,
+        period_seconds: 60,
+        created_at: purse::store::now_rfc3339(),
+        created_ms: 0,
+        accepted_ms: None,
+        ended_at: None,
+        end_reason: None,
+        billed_minutes: 0,
+        charged: rust_decimal::Decimal::ZERO,
+        earned: rust_decimal::Decimal::ZERO,
+        duration_seconds: None,
+        caller_connection: None,
+        callee_connection: None,
+        next_tick_ms: None,
+        provider_call_id: None,
+        pin: None,
+        paid_seconds: None,
+        settled: false,
+    };
+    purse::store::transact(&app.table, calls::new_call_items(&app.table, &call).unwrap()).await.unwrap();
+    let activate = calls::call_update(
+        &app.table,
+        &call.id,
+        CallStatus::Ringing,
+        None,
+        "SET #status = :active",
+        vec![(":active", aws_sdk_dynamodb::types::AttributeValue::S("ACTIVE".into()))],
+    )
+    .unwrap();
+    purse::store::transact(&app.table, vec![activate]).await.unwrap();
+    call.id
+}
+
+/// What a call's escrow holds (its item is the account).
+async fn escrow_balance(app: &TestApp, call: &purse::domain::ids::CallId) -> rust_decimal::Decimal {
+    let item = purse::store::get_item(&app.table, purse::store::calls::call_key(call)).await.unwrap().unwrap();
+    store::account_from_item(&item).unwrap().balance
+}
+
+fn minute_into(app: &TestApp, call: &purse::domain::ids::CallId, billed: u32, charge: &str) -> store::Escrow {
+    let credit = purse::store::calls::EscrowCredit {
+        billed,
+        charge: charge.parse().unwrap(),
+        whole_minute: true,
+        ..Default::default()
+    };
+    store::Escrow {
+        account: AccountId::call(call),
+        update: purse::store::calls::escrow_update(&app.table, call, credit).unwrap(),
+    }
 }
 
 #[tokio::test]
-async fn a_split_posting_pays_each_leg_releases_the_rest_and_holds_the_next_in_one_write() {
+async fn a_held_minute_is_posted_into_the_escrow_and_the_next_held_in_one_write() {
     let app = TestApp::spawn().await;
     let caller = funded_user(&app, "25.00").await;
     let (callee_id, callee_token) = app.user_token().await;
     let callee = UserId::parse(&callee_id).unwrap();
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    let call = active_call(&app, &caller, &callee).await;
+    let escrow = Side::Account(AccountId::call(&call));
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
     store::hold(&app.table, &first).await.unwrap();
-    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
 
-    let posting = store::SplitPosting {
+    let posting = store::HeldPosting {
         charge: coins("10.00").value(),
-        legs: split(&callee, "7.00", "3.00"),
+        escrow: minute_into(&app, &call, 0, "10.00"),
         next: Some(&next),
-        extra: Vec::new(),
+        extra: vec![],
     };
-    let settled = store::post_split(&app.table, &first.id, posting).await.unwrap();
-    assert!(settled.changed);
-    // Paid 10 of 25; the next 10 is held: available 5.
+    assert!(store::post_held(&app.table, &first.id, posting).await.unwrap().changed);
+    // Paid 10 of 25 into the call; the next 10 is held: available 5.
     assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
-    assert_eq!(app.wallet_of(&callee_id).await, ("7.00".into(), "7.00".into(), "0.00".into()));
+    assert_eq!(escrow_balance(&app, &call).await, coins("10.00").value());
     app.assert_ledger_balanced().await;
 
-    // The callee sees their leg in their own history, as a credit.
+    // Posting it again changes nothing (and its escrow condition would refuse a second credit).
+    let again = store::HeldPosting {
+        charge: coins("10.00").value(),
+        escrow: minute_into(&app, &call, 0, "10.00"),
+        next: Some(&next),
+        extra: vec![],
+    };
+    assert!(!store::post_held(&app.table, &first.id, again).await.unwrap().changed);
+    // A second minute posted against the wrong count is refused whole.
+    let stale = store::HeldPosting {
+        charge: coins("10.00").value(),
+        escrow: minute_into(&app, &call, 0, "10.00"),
+        next: None,
+        extra: vec![],
+    };
+    assert!(matches!(store::post_held(&app.table, &next.id, stale).await, Err(LedgerError::ConditionFailed)));
+
+    // The last, partial minute: 4.17 charged, 5.83 of the hold released, nothing held next.
+    let last = store::HeldPosting {
+        charge: coins("4.17").value(),
+        escrow: minute_into(&app, &call, 1, "4.17"),
+        next: None,
+        extra: vec![],
+    };
+    store::post_held(&app.table, &next.id, last).await.unwrap();
+    assert_eq!(app.wallet_of(caller.as_str()).await, ("10.83".into(), "10.83".into(), "0.00".into()));
+    app.assert_ledger_balanced().await;
+
+    // The payout: one movement, two legs, in the callee's history; the escrow is emptied.
+    let end = purse::store::calls::call_update(
+        &app.table,
+        &call,
+        purse::store::calls::CallStatus::Active,
+        None,
+        "SET #status = :ended",
+        vec![(":ended", aws_sdk_dynamodb::types::AttributeValue::S("ENDED".into()))],
+    )
+    .unwrap();
+    purse::store::transact(&app.table, vec![end]).await.unwrap();
+    let payout = store::NewSplit {
+        id: TransactionId::generate(),
+        user_id: callee.clone(),
+        kind: TransactionType::CallEarning,
+        currency: Currency::Coin,
+        debit: AccountId::call(&call),
+        legs: vec![
+            store::Leg { account: Side::Account(AccountId::wallet(&callee)), amount: "9.91".parse().unwrap() },
+            store::Leg { account: Side::System(SystemAccount::PlatformRevenue), amount: "4.26".parse().unwrap() },
+        ],
+        description: "test payout".into(),
+        reference: Some(call.to_string()),
+    };
+    let settle =
+        purse::store::calls::settle_update(&app.table, &call, "14.17".parse().unwrap(), "9.91".parse().unwrap())
+            .unwrap();
+    let paid = store::transfer_split(&app.table, &payout, settle).await.unwrap();
+    assert_eq!(paid.legs.len(), 2);
+    assert_eq!(app.wallet_of(&callee_id).await, ("9.91".into(), "9.91".into(), "0.00".into()));
+    assert!(escrow_balance(&app, &call).await.is_zero());
     let history = app.get("/v1/transactions", Some(&callee_token)).await;
     let items = history.json["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{}", history.json);
-    assert_eq!(items[0]["id"], first.id.as_str());
-    assert_eq!(items[0]["amount"], "7.00");
-    assert_eq!(items[0]["direction"], "credit");
-    assert_eq!(items[0]["type"], "CALL_CHARGE");
-    let one = app.get(&format!("/v1/transactions/{}", first.id), Some(&callee_token)).await;
-    assert_eq!(one.status, 200, "{}", one.json);
-    assert_eq!(one.json["amount"], "7.00");
-
-    // Posting it again changes nothing.
-    let again = store::SplitPosting {
-        charge: coins("10.00").value(),
-        legs: split(&callee, "7.00", "3.00"),
-        next: Some(&next),
-        extra: Vec::new(),
-    };
-    assert!(!store::post_split(&app.table, &first.id, again).await.unwrap().changed);
-
-    // The last, partial period: 4.17 charged, 5.83 of the hold released, nothing held next.
-    let last = store::SplitPosting {
-        charge: coins("4.17").value(),
-        legs: split(&callee, "2.91", "1.26"),
-        next: None,
-        extra: Vec::new(),
-    };
-    store::post_split(&app.table, &next.id, last).await.unwrap();
-    assert_eq!(app.wallet_of(caller.as_str()).await, ("10.83".into(), "10.83".into(), "0.00".into()));
-    assert_eq!(app.wallet_of(&callee_id).await, ("9.91".into(), "9.91".into(), "0.00".into()));
+    assert_eq!(items.len(), 1, "{}", history.text);
+    assert_eq!((items[0]["type"].as_str(), items[0]["amount"].as_str()), (Some("CALL_EARNING"), Some("9.91")));
+    // Paying it out twice is refused whole.
+    let settle =
+        purse::store::calls::settle_update(&app.table, &call, "14.17".parse().unwrap(), "9.91".parse().unwrap())
+            .unwrap();
+    let twice = store::NewSplit { id: TransactionId::generate(), ..payout.clone() };
+    assert!(matches!(store::transfer_split(&app.table, &twice, settle).await, Err(LedgerError::ConditionFailed)));
     app.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
-async fn a_split_posting_whose_next_hold_does_not_fit_writes_nothing() {
+async fn a_held_posting_whose_next_hold_does_not_fit_writes_nothing() {
     let app = TestApp::spawn().await;
     let caller = funded_user(&app, "15.00").await;
     let (callee_id, _) = app.user_token().await;
     let callee = UserId::parse(&callee_id).unwrap();
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
+    let call = active_call(&app, &caller, &callee).await;
+    let escrow = Side::Account(AccountId::call(&call));
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
     store::hold(&app.table, &first).await.unwrap();
-    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
-    let posting = store::SplitPosting {
+    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
+    let posting = store::HeldPosting {
         charge: coins("10.00").value(),
-        legs: split(&callee, "7.00", "3.00"),
+        escrow: minute_into(&app, &call, 0, "10.00"),
         next: Some(&next),
-        extra: Vec::new(),
+        extra: vec![],
     };
-    assert!(matches!(store::post_split(&app.table, &first.id, posting).await, Err(LedgerError::InsufficientFunds)));
+    assert!(matches!(store::post_held(&app.table, &first.id, posting).await, Err(LedgerError::InsufficientFunds)));
     assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
     assert!(store::get_transaction(&app.table, &next.id).await.unwrap().is_none());
-    app.assert_ledger_balanced().await;
-}
-
-#[tokio::test]
-async fn a_split_posting_whose_legs_do_not_sum_to_the_charge_is_refused() {
-    let app = TestApp::spawn().await;
-    let caller = funded_user(&app, "15.00").await;
-    let (callee_id, _) = app.user_token().await;
-    let callee = UserId::parse(&callee_id).unwrap();
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
-    store::hold(&app.table, &first).await.unwrap();
-    for (charge, a, b) in [("10.00", "7.00", "2.99"), ("10.01", "7.01", "3.00"), ("0.00", "0.00", "0.00")] {
-        let posting = store::SplitPosting {
+    // More than was held, or nothing, is refused before anything is written.
+    for charge in ["10.01", "0.00"] {
+        let posting = store::HeldPosting {
             charge: charge.parse().unwrap(),
-            legs: split(&callee, a, b),
+            escrow: minute_into(&app, &call, 0, charge),
             next: None,
-            extra: Vec::new(),
+            extra: vec![],
         };
-        assert!(store::post_split(&app.table, &first.id, posting).await.is_err(), "{charge} = {a} + {b}");
+        assert!(
+            matches!(store::post_held(&app.table, &first.id, posting).await, Err(LedgerError::Store(_))),
+            "{charge}"
+        );
     }
-    assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
     app.assert_ledger_balanced().await;
 }
 
 #[tokio::test]
-async fn the_audit_catches_a_split_movement_whose_legs_do_not_match_its_amount() {
+async fn a_split_with_repeated_negative_or_self_legs_is_refused_and_the_audit_checks_legs() {
     let app = TestApp::spawn().await;
     let caller = funded_user(&app, "15.00").await;
     let (callee_id, _) = app.user_token().await;
     let callee = UserId::parse(&callee_id).unwrap();
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", Side::Account(AccountId::wallet(&callee)));
-    store::hold(&app.table, &first).await.unwrap();
-    let posting = store::SplitPosting {
-        charge: coins("10.00").value(),
-        legs: split(&callee, "7.00", "3.00"),
-        next: None,
-        extra: Vec::new(),
+    let call = active_call(&app, &caller, &callee).await;
+    let leg = |account: AccountId, amount: &str| store::Leg {
+        account: Side::Account(account),
+        amount: amount.parse().unwrap(),
     };
-    store::post_split(&app.table, &first.id, posting).await.unwrap();
+    let split = |legs| store::NewSplit {
+        id: TransactionId::generate(),
+        user_id: callee.clone(),
+        kind: TransactionType::CallEarning,
+        currency: Currency::Coin,
+        debit: AccountId::call(&call),
+        legs,
+        description: "test".into(),
+        reference: None,
+    };
+    let settle = || {
+        purse::store::calls::settle_update(&app.table, &call, "1.00".parse().unwrap(), "1.00".parse().unwrap()).unwrap()
+    };
+    for legs in [
+        vec![leg(AccountId::wallet(&callee), "0.50"), leg(AccountId::wallet(&callee), "0.50")],
+        vec![leg(AccountId::wallet(&callee), "1.50"), leg(AccountId::wallet(&caller), "-0.50")],
+        vec![leg(AccountId::call(&call), "1.00")],
+        vec![],
+    ] {
+        assert!(
+            matches!(
+                store::transfer_split(&app.table, &split(legs.clone()), settle()).await,
+                Err(LedgerError::Store(_))
+            ),
+            "{legs:?}"
+        );
+    }
+
+    // A payout whose legs were tampered with afterwards is named by the audit.
+    let escrow = Side::Account(AccountId::call(&call));
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
+    store::hold(&app.table, &first).await.unwrap();
+    let posting = store::HeldPosting {
+        charge: coins("10.00").value(),
+        escrow: minute_into(&app, &call, 0, "10.00"),
+        next: None,
+        extra: vec![],
+    };
+    store::post_held(&app.table, &first.id, posting).await.unwrap();
+    let end = purse::store::calls::call_update(
+        &app.table,
+        &call,
+        purse::store::calls::CallStatus::Active,
+        None,
+        "SET #status = :ended",
+        vec![(":ended", aws_sdk_dynamodb::types::AttributeValue::S("ENDED".into()))],
+    )
+    .unwrap();
+    purse::store::transact(&app.table, vec![end]).await.unwrap();
+    let payout = split(vec![
+        leg(AccountId::wallet(&callee), "7.00"),
+        store::Leg { account: Side::System(SystemAccount::PlatformRevenue), amount: "3.00".parse().unwrap() },
+    ]);
+    let settle =
+        purse::store::calls::settle_update(&app.table, &call, "10.00".parse().unwrap(), "7.00".parse().unwrap())
+            .unwrap();
+    store::transfer_split(&app.table, &payout, settle).await.unwrap();
     app.assert_ledger_balanced().await;
-    // Tamper with one leg, as a bug would: the audit names the movement.
-    let mut key = store::transaction_key(&first.id);
-    key.remove("gsi1pk");
     app.table
         .client
         .update_item()
         .table_name(&app.table.name)
-        .set_key(Some(key))
+        .set_key(Some(store::transaction_key(&payout.id)))
         .update_expression("SET legs[0].amount = :x")
         .expression_attribute_values(":x", aws_sdk_dynamodb::types::AttributeValue::N("6.00".into()))
         .send()
@@ -336,7 +474,7 @@ async fn the_audit_catches_a_split_movement_whose_legs_do_not_match_its_amount()
         .unwrap();
     let report = purse::ledger::audit::run(&app.table).await.unwrap();
     assert!(
-        report.differences.iter().any(|d| d.contains(first.id.as_str()) && d.contains("legs")),
+        report.differences.iter().any(|d| d.contains(payout.id.as_str()) && d.contains("legs")),
         "{:?}",
         report.differences
     );

@@ -18,6 +18,7 @@ mod kyc;
 mod ledger;
 mod logs;
 mod openapi;
+mod phone_calls;
 mod reconciliation;
 mod referrals;
 mod reversals;

@@ -118,13 +118,16 @@ fn every_operation_has_an_id_a_success_answer_and_the_security_its_route_needs()
         get(s, "type").and_then(Value::as_str) == Some("http")
             && get(s, "scheme").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case("bearer"))
     };
-    // Revio signs with `X-Signature`, the KYC provider per Standard Webhooks (`webhook-signature`).
+    // Revio signs with `X-Signature`, the KYC provider per Standard Webhooks (`webhook-signature`),
+    // the telephony provider with `X-Twilio-Signature`.
     let is_signature = |s: &Value| {
         get(s, "type").and_then(Value::as_str) == Some("apiKey")
             && get(s, "in").and_then(Value::as_str) == Some("header")
-            && get(s, "name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.eq_ignore_ascii_case("x-signature") || n.eq_ignore_ascii_case("webhook-signature"))
+            && get(s, "name").and_then(Value::as_str).is_some_and(|n| {
+                n.eq_ignore_ascii_case("x-signature")
+                    || n.eq_ignore_ascii_case("webhook-signature")
+                    || n.eq_ignore_ascii_case("x-twilio-signature")
+            })
     };
     // Game services authenticate with HTTP Basic (client id and secret).
     let is_service = |s: &Value| {

@@ -2,10 +2,11 @@
 //!
 //! For every account, `balance` must equal the sum of COMPLETED movements into it minus those
 //! out of it, `held` must equal the PENDING movements holding money on it, and
-//! `available = balance - held`. A split movement (a call minute: the caller pays, the callee and
-//! the platform share it) credits each of its legs, and its legs must sum to its amount. All
-//! balances together must sum to zero. The audit reads the whole table (a paginated Scan): it is
-//! an operator's tool, never on a request path.
+//! `available = balance - held`. A split movement (a call's payout: the callee's share and the
+//! platform's) credits each of its legs, and its legs must sum to its amount. A call's item is
+//! an account too, its escrow, which must hold exactly what its minutes paid in minus its
+//! payout. All balances together must sum to zero. The audit reads the whole table (a paginated
+//! Scan): it is an operator's tool, never on a request path.
 
 use super::store::{account_from_item, transaction_from_item};
 use super::{Account, TransactionStatus};
@@ -53,8 +54,9 @@ pub async fn run(table: &Table) -> Result<AuditReport, StoreError> {
             .scan()
             .table_name(&table.name)
             .consistent_read(true)
-            .filter_expression("entity IN (:account, :transaction)")
+            .filter_expression("entity IN (:account, :transaction, :call)")
             .expression_attribute_values(":account", crate::store::item::s("account"))
+            .expression_attribute_values(":call", crate::store::item::s("call"))
             .expression_attribute_values(":transaction", crate::store::item::s("transaction"))
             .set_exclusive_start_key(start.take())
             .send()
@@ -62,7 +64,8 @@ pub async fn run(table: &Table) -> Result<AuditReport, StoreError> {
             .map_err(StoreError::dynamo)?;
         for item in out.items() {
             match item.opt_str("entity") {
-                Some("account") => accounts.push(account_from_item(item)?),
+                // A call is also an account: its escrow (`call:<id>`).
+                Some("account" | "call") => accounts.push(account_from_item(item)?),
                 Some("transaction") => {
                     let tx = transaction_from_item(item)?;
                     report.transactions += 1;

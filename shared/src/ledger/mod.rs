@@ -10,7 +10,10 @@ pub mod audit;
 pub mod store;
 pub mod transaction;
 
-pub use store::{CreditCounter, Leg, LedgerError, NewHold, Quota, Recovery, Reversed, Settled, SplitPosting};
+pub use store::{
+    CreditCounter, Escrow, HeldPosting, LedgerError, Leg, NewHold, NewSplit, Quota, Recovery, Reversed, Settled,
+    SplitPosting,
+};
 pub use transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 
 use crate::domain::ids::UserId;
@@ -73,6 +76,17 @@ impl AccountId {
     /// One shard of a system account.
     pub fn system(account: SystemAccount, shard: u16) -> Self {
         Self(format!("system:{}:{:02}", account.name(), shard % SYSTEM_ACCOUNT_SHARDS))
+    }
+
+    /// The escrow of a call: what its caller has paid and its parties have not been paid yet.
+    /// The call's own item is this account (see [`store::post_held`]).
+    pub fn call(call: &crate::domain::ids::CallId) -> Self {
+        Self(format!("call:{call}"))
+    }
+
+    /// Whether this is a call's escrow.
+    pub fn is_call(&self) -> bool {
+        self.0.starts_with("call:")
     }
 
     /// A random shard of a system account, spreading writes.

@@ -516,18 +516,7 @@ async fn hold_inner(
     extra: Vec<TransactWriteItem>,
 ) -> Result<Transaction, LedgerError> {
     let now = now_rfc3339();
-    let movement = NewTransaction {
-        id: new.id.clone(),
-        user_id: new.user_id.clone(),
-        kind: new.kind,
-        amount: new.amount,
-        currency: new.currency,
-        debit: Side::Account(AccountId::wallet(&new.user_id)),
-        credit: new.credit.clone(),
-        description: new.description.clone(),
-        reference: new.reference.clone(),
-    };
-    let mut item = transaction_item(&movement, TransactionStatus::Pending, true, &now);
+    let mut item = hold_item(new, &now);
     for (name, value) in attributes {
         item.insert(name.to_owned(), value);
     }
@@ -1354,11 +1343,12 @@ pub async fn post_split(table: &Table, id: &TransactionId, posting: SplitPosting
         .table_name(&table.name)
         .set_key(Some(account_key(&wallet)))
         .update_expression(
-            "SET balance = balance - :c, held = held - :h + :nx, available = available + :back, updated_at = :now",
+            // One operator per SET value: DynamoDB refuses `held - :h + :nx`.
+            "SET balance = balance - :c, held = held + :dh, available = available + :back, updated_at = :now",
         )
         .expression_attribute_values(":c", n(charge))
         .expression_attribute_values(":h", n(held))
-        .expression_attribute_values(":nx", n(next_amount))
+        .expression_attribute_values(":dh", n(next_amount - held))
         .expression_attribute_values(":back", n(back))
         .expression_attribute_values(":cur", s(tx.currency.code()))
         .expression_attribute_values(":now", s(&now));
@@ -1407,21 +1397,10 @@ pub async fn post_split(table: &Table, id: &TransactionId, posting: SplitPosting
         }
     }
     if let Some(next) = posting.next {
-        let movement = NewTransaction {
-            id: next.id.clone(),
-            user_id: next.user_id.clone(),
-            kind: next.kind,
-            amount: next.amount,
-            currency: next.currency,
-            debit: Side::Account(AccountId::wallet(&next.user_id)),
-            credit: next.credit.clone(),
-            description: next.description.clone(),
-            reference: next.reference.clone(),
-        };
         if next.user_id != owner || next.currency != tx.currency {
             return Err(StoreError::Corrupt("the next hold must be on the same wallet".into()).into());
         }
-        items.push(put_new(table, transaction_item(&movement, TransactionStatus::Pending, true, &now))?);
+        items.push(put_new(table, hold_item(next, &now))?);
         meaning.push(LedgerError::Duplicate);
     }
     meaning.extend(posting.extra.iter().map(|_| LedgerError::ConditionFailed));
@@ -1447,4 +1426,247 @@ pub async fn post_split(table: &Table, id: &TransactionId, posting: SplitPosting
         }
         Err(e) => Err(explain_short(table, &owner, refusal(e, &meaning)).await),
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Escrow: a held movement posted into an account whose item carries its own state (a call)
+// ------------------------------------------------------------------------------------------
+
+/// Where [`post_held`] credits the charge: an escrow account whose item the caller updates
+/// itself, because the same item holds more than the account (a call's item is the call's
+/// escrow and its billing state: one item, one update, one write).
+#[derive(Debug)]
+pub struct Escrow {
+    /// The escrow account (`call:<id>`).
+    pub account: AccountId,
+    /// The escrow item's update. It must add the charge to `balance` and `available` (and may
+    /// change the item's own state under its own conditions: a refusal is
+    /// [`LedgerError::ConditionFailed`]).
+    pub update: TransactWriteItem,
+}
+
+/// What [`post_held`] posts.
+#[derive(Debug)]
+pub struct HeldPosting<'a> {
+    /// What is charged: more than zero, at most the amount held (the rest is released).
+    pub charge: Decimal,
+    /// Where it goes.
+    pub escrow: Escrow,
+    /// A movement to hold on the same wallet in the same write (a call's next minute): the
+    /// write's condition is then that the wallet can cover it.
+    pub next: Option<&'a NewHold>,
+    /// Further items written in the same transaction (their failed condition is
+    /// [`LedgerError::ConditionFailed`]).
+    pub extra: Vec<TransactWriteItem>,
+}
+
+/// Posts a held movement into an escrow: the wallet pays `charge` (at most what was held, the
+/// rest released), the escrow's item is updated by the caller's own update, and — in the same
+/// write — `next` is held on the same wallet. One wallet update carries the posting and the
+/// next hold (a transaction may touch an item once). A call minute: the movement, the next
+/// minute, the caller's wallet and the call: 4 items, 8 write units.
+///
+/// Posting a COMPLETED movement again changes nothing and says so (`changed: false`).
+///
+/// # Errors
+/// [`LedgerError::InsufficientFunds`] / [`LedgerError::WalletRestricted`] when `next` cannot be
+/// held (nothing written), [`LedgerError::ConditionFailed`] when the escrow's or an `extra`
+/// condition fails, [`LedgerError::AlreadyFinal`] for a FAILED movement,
+/// [`LedgerError::NotFound`].
+pub async fn post_held(table: &Table, id: &TransactionId, posting: HeldPosting<'_>) -> Result<Settled, LedgerError> {
+    let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+    match tx.status {
+        TransactionStatus::Completed => return Ok(Settled { transaction: tx, changed: false }),
+        TransactionStatus::Failed => return Err(LedgerError::AlreadyFinal(TransactionStatus::Failed)),
+        TransactionStatus::Pending => {}
+    }
+    let owner = held_wallet(&tx)?;
+    let held = tx.amount.value();
+    let charge = posting.charge;
+    if !tx.held || charge <= Decimal::ZERO || charge > held || !posting.escrow.account.is_call() {
+        return Err(StoreError::Corrupt(format!("held posting of {id}: charge {charge} of {held} held")).into());
+    }
+    let charge_amount = Amount::new(charge, tx.currency).map_err(|_| StoreError::Corrupt("held charge".into()))?;
+    let now = now_rfc3339();
+    let escrow = posting.escrow.account.as_str().to_owned();
+    let mark = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(transaction_key(id)))
+        .update_expression(
+            "SET #status = :completed, amount = :charge, held_amount = :held, credit_account = :escrow, \
+             completed_at = :now, updated_at = :now REMOVE gsi2pk, gsi2sk",
+        )
+        .condition_expression("#status = :pending")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":completed", s(TransactionStatus::Completed.as_str()))
+        .expression_attribute_values(":pending", s(TransactionStatus::Pending.as_str()))
+        .expression_attribute_values(":charge", n(charge))
+        .expression_attribute_values(":held", n(held))
+        .expression_attribute_values(":escrow", s(&escrow))
+        .expression_attribute_values(":now", s(&now))
+        .build()
+        .map_err(StoreError::dynamo)?;
+    let mut items = vec![
+        TransactWriteItem::builder().update(mark).build(),
+        held_wallet_update(table, &owner, tx.currency, held, charge, posting.next, &now)?,
+        posting.escrow.update,
+    ];
+    let mut meaning = vec![LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::ConditionFailed];
+    if let Some(next) = posting.next {
+        if next.user_id != owner || next.currency != tx.currency {
+            return Err(StoreError::Corrupt("the next hold must be on the same wallet".into()).into());
+        }
+        items.push(put_new(table, hold_item(next, &now))?);
+        meaning.push(LedgerError::Duplicate);
+    }
+    meaning.extend(posting.extra.iter().map(|_| LedgerError::ConditionFailed));
+    items.extend(posting.extra);
+    match transact(table, items).await {
+        Ok(()) => {
+            let mut done = tx;
+            done.status = TransactionStatus::Completed;
+            done.amount = charge_amount;
+            done.credit_account = escrow;
+            done.completed_at = Some(now.clone());
+            done.updated_at = now;
+            Ok(Settled { transaction: done, changed: true })
+        }
+        Err(e) if e.refused_at() == Some(0) => {
+            let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+            match now_tx.status {
+                TransactionStatus::Completed => Ok(Settled { transaction: now_tx, changed: false }),
+                other => Err(LedgerError::AlreadyFinal(other)),
+            }
+        }
+        Err(e) => Err(explain_short(table, &owner, refusal(e, &meaning)).await),
+    }
+}
+
+/// The wallet's side of posting `charge` out of a hold of `held` and holding `next`: balance
+/// pays the charge; held loses the old hold and gains the next; available gets back what was
+/// held but not charged and gives the next. Conditioned on the old hold being there and, when
+/// `next` is held, on the wallet covering it and not being restricted.
+fn held_wallet_update(
+    table: &Table,
+    owner: &UserId,
+    currency: Currency,
+    held: Decimal,
+    charge: Decimal,
+    next: Option<&NewHold>,
+    now: &str,
+) -> Result<TransactWriteItem, StoreError> {
+    let next_amount = next.map_or(Decimal::ZERO, |h| h.amount.value());
+    let back = held - charge - next_amount;
+    let mut condition = "attribute_exists(pk) AND currency = :cur AND held >= :h".to_owned();
+    let mut update = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(account_key(&AccountId::wallet(owner))))
+        // One operator per SET value: DynamoDB refuses `held - :h + :nx`.
+        .update_expression(
+            "SET balance = balance - :c, held = held + :dh, available = available + :back, updated_at = :now",
+        )
+        .expression_attribute_values(":c", n(charge))
+        .expression_attribute_values(":h", n(held))
+        .expression_attribute_values(":dh", n(next_amount - held))
+        .expression_attribute_values(":back", n(back))
+        .expression_attribute_values(":cur", s(currency.code()))
+        .expression_attribute_values(":now", s(now));
+    if next.is_some() {
+        // What the wallet must have available before this write for the next hold to fit.
+        condition.push_str(" AND available >= :need AND attribute_not_exists(shortfall)");
+        update = update.expression_attribute_values(":need", n(-back));
+    }
+    let update = update.condition_expression(condition).build().map_err(StoreError::dynamo)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The item of a new held (PENDING) movement.
+fn hold_item(new: &NewHold, now: &str) -> Item {
+    let movement = NewTransaction {
+        id: new.id.clone(),
+        user_id: new.user_id.clone(),
+        kind: new.kind,
+        amount: new.amount,
+        currency: new.currency,
+        debit: Side::Account(AccountId::wallet(&new.user_id)),
+        credit: new.credit.clone(),
+        description: new.description.clone(),
+        reference: new.reference.clone(),
+    };
+    transaction_item(&movement, TransactionStatus::Pending, true, now)
+}
+
+/// A movement out of an escrow into several accounts (a call's payout: the callee's share and
+/// the platform's), in the history of `user_id`.
+#[derive(Debug, Clone)]
+pub struct NewSplit {
+    pub id: TransactionId,
+    pub user_id: UserId,
+    pub kind: TransactionType,
+    pub currency: Currency,
+    /// The escrow paid out of.
+    pub debit: AccountId,
+    /// The credits; legs of zero are left out. The movement's amount is their sum.
+    pub legs: Vec<Leg>,
+    pub description: String,
+    pub reference: Option<String>,
+}
+
+/// Pays an escrow out: a COMPLETED movement with several credit legs, the escrow's own update
+/// (`debit_update`, which must take the total from `balance` and `available`, under its own
+/// conditions), and each leg's credit, in one write. For a call: the movement, the call, the
+/// callee's wallet and a revenue shard: 4 items, 8 write units. The id makes it exactly once.
+///
+/// # Errors
+/// [`LedgerError::Duplicate`] when it exists, [`LedgerError::ConditionFailed`] when the escrow
+/// update's condition fails, [`LedgerError::AccountMissing`] for a missing wallet.
+pub async fn transfer_split(
+    table: &Table,
+    new: &NewSplit,
+    debit_update: TransactWriteItem,
+) -> Result<Transaction, LedgerError> {
+    let legs: Vec<(AccountId, Decimal)> =
+        new.legs.iter().filter(|l| !l.amount.is_zero()).map(|l| (l.account.resolve(), l.amount)).collect();
+    let total: Decimal = legs.iter().map(|(_, a)| *a).sum();
+    let distinct = legs.iter().map(|(a, _)| a).collect::<std::collections::BTreeSet<_>>().len() == legs.len();
+    if legs.is_empty() || !distinct || legs.iter().any(|(a, v)| v.is_sign_negative() || *a == new.debit) {
+        return Err(
+            StoreError::Corrupt(format!("split {}: legs must be distinct, positive, not the debit", new.id)).into()
+        );
+    }
+    let amount = Amount::new(total, new.currency).map_err(|_| StoreError::Corrupt("split total".into()))?;
+    let now = now_rfc3339();
+    let movement = NewTransaction {
+        id: new.id.clone(),
+        user_id: new.user_id.clone(),
+        kind: new.kind,
+        amount,
+        currency: new.currency,
+        debit: Side::Account(new.debit.clone()),
+        credit: Side::Account(legs[0].0.clone()),
+        description: new.description.clone(),
+        reference: new.reference.clone(),
+    };
+    let mut item = transaction_item(&movement, TransactionStatus::Completed, false, &now);
+    item.insert("completed_at".into(), s(&now));
+    item.insert(
+        "legs".into(),
+        AttributeValue::L(
+            legs.iter()
+                .map(|(a, v)| {
+                    AttributeValue::M([("account".to_owned(), s(a.as_str())), ("amount".to_owned(), n(*v))].into())
+                })
+                .collect(),
+        ),
+    );
+    let tx = transaction_from_item(&item)?;
+    let mut items = vec![put_new(table, item)?, debit_update];
+    let mut meaning = vec![LedgerError::Duplicate, LedgerError::ConditionFailed];
+    for (account, value) in &legs {
+        let value = Amount::new(*value, new.currency).map_err(|_| StoreError::Corrupt("split leg".into()))?;
+        items.push(leg(table, account, false, value, new.currency, &now)?);
+        meaning.push(LedgerError::AccountMissing);
+    }
+    transact(table, items).await.map_err(|e| refusal(e, &meaning))?;
+    Ok(tx)
 }

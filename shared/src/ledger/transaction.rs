@@ -15,6 +15,9 @@ pub enum TransactionType {
     Reward,
     ReferralReward,
     CallCharge,
+    /// A callee's share of a call, paid out of the call's escrow when it ends (the platform's
+    /// share is a second leg of the same movement).
+    CallEarning,
     Adjustment,
     /// Money Revio took back after a deposit (refund, chargeback), or its later recovery.
     Reversal,
@@ -24,13 +27,14 @@ pub enum TransactionType {
 
 impl TransactionType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [TransactionType; 9] = [
+    pub const ALL: [TransactionType; 10] = [
         TransactionType::Deposit,
         TransactionType::Withdrawal,
         TransactionType::GameFee,
         TransactionType::Reward,
         TransactionType::ReferralReward,
         TransactionType::CallCharge,
+        TransactionType::CallEarning,
         TransactionType::Adjustment,
         TransactionType::Reversal,
         TransactionType::WithdrawalReversal,
@@ -45,6 +49,7 @@ impl TransactionType {
             TransactionType::Reward => "REWARD",
             TransactionType::ReferralReward => "REFERRAL_REWARD",
             TransactionType::CallCharge => "CALL_CHARGE",
+            TransactionType::CallEarning => "CALL_EARNING",
             TransactionType::Adjustment => "ADJUSTMENT",
             TransactionType::Reversal => "REVERSAL",
             TransactionType::WithdrawalReversal => "WITHDRAWAL_REVERSAL",

@@ -27,13 +27,14 @@
 use crate::config::{Env, InitError};
 use crate::domain::ids::{CallId, TransactionId, UserId};
 use crate::error::ApiError;
-use crate::ledger::store::{self as ledger, Leg, SplitPosting};
+use crate::ledger::store::{self as ledger, Escrow, HeldPosting, Leg, NewSplit};
 use crate::ledger::{AccountId, LedgerError, NewHold, Side, SystemAccount, TransactionType};
 use crate::money::{Amount, Currency};
-use crate::store::calls::{self as store, Call, CallStatus};
+use crate::store::calls::{self as store, Call, CallStatus, EscrowCredit};
 use crate::store::item::{n, s};
 use crate::store::{now_rfc3339, transact, StoreError, Table};
 use crate::ws::{Pushed, Pusher};
+use aws_sdk_dynamodb::types::AttributeValue;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -208,6 +209,11 @@ impl From<CallError> for ApiError {
         let (status, code) = e.code();
         match e {
             CallError::Store(s) => ApiError::from(s),
+            CallError::NotFound => ApiError::new(http::StatusCode::NOT_FOUND, "call_not_found", "no such call"),
+            CallError::CalleeNotFound => {
+                ApiError::new(http::StatusCode::NOT_FOUND, "callee_not_found", "no such user to call")
+            }
+            CallError::SelfCall => ApiError::unprocessable("cannot_call_self", "you cannot call yourself"),
             other => ApiError::new(
                 http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::CONFLICT),
                 code,
@@ -274,7 +280,15 @@ impl CallView {
             end_reason: call.end_reason.clone(),
             duration_seconds: call.duration_seconds.unwrap_or(0),
             minutes_billed: call.billed_minutes,
-            amount: crate::money::format(if is_caller { call.charged } else { call.earned }, CURRENCY),
+            // The callee's share is paid when the call ends; until then, what it will be.
+            amount: crate::money::format(
+                match (is_caller, call.settled) {
+                    (true, _) => call.charged,
+                    (false, true) => call.earned,
+                    (false, false) => shares(call.charged, call.callee_share_percent).0,
+                },
+                CURRENCY,
+            ),
         }
     }
 }
@@ -409,8 +423,12 @@ impl Calls {
             return Err(CallError::CalleeNotFound);
         }
         let price = self.price_of(callee).await?;
-        let wallet = ledger::get_account(&self.table, &AccountId::wallet(caller)).await?;
-        if wallet.as_ref().is_none_or(|w| w.available < price) {
+        let wallet = crate::store::get_item(&self.table, ledger::account_key(&AccountId::wallet(caller))).await?;
+        let Some(wallet) = wallet else { return Err(CallError::InsufficientFunds) };
+        if wallet.contains_key("shortfall") {
+            return Err(CallError::WalletRestricted);
+        }
+        if ledger::account_from_item(&wallet)?.available < price {
             return Err(CallError::InsufficientFunds);
         }
         let now = now_rfc3339();
@@ -437,6 +455,8 @@ impl Calls {
             next_tick_ms: None,
             provider_call_id: None,
             pin,
+            paid_seconds: None,
+            settled: false,
         };
         transact(&self.table, store::new_call_items(&self.table, &call)?).await.map_err(|e| match e {
             crate::store::TransactError::Store(s) => CallError::Store(s),
@@ -462,7 +482,7 @@ impl Calls {
             kind: TransactionType::CallCharge,
             amount: Amount::new(amount, CURRENCY).map_err(|_| StoreError::Corrupt("call price".into()))?,
             currency: CURRENCY,
-            credit: Side::Account(AccountId::wallet(&call.callee)),
+            credit: Side::Account(AccountId::call(&call.id)),
             description: format!("Call {}, minute {minute}", call.id),
             reference: Some(call.id.to_string()),
         })
@@ -480,6 +500,11 @@ impl Calls {
         let call = self.get_for(user, id).await?;
         if &call.callee != user {
             return Err(CallError::NotCallee);
+        }
+        // A phone call is answered by the caller dialling in with its PIN (service::phone), and
+        // billed by the provider's measured talk time, never by app billing.
+        if call.channel == crate::service::phone::PSTN {
+            return Err(CallError::NotRinging);
         }
         match call.status {
             CallStatus::Ringing => {}
@@ -503,12 +528,12 @@ impl Calls {
                 tracing::info!(call_id = %call.id, "call answered; minute 1 held");
                 Ok(store::get_call(&self.table, &call.id).await?.ok_or(CallError::NotFound)?)
             }
-            Err(LedgerError::InsufficientFunds | LedgerError::WalletRestricted) => {
+            Err(e @ (LedgerError::InsufficientFunds | LedgerError::WalletRestricted)) => {
                 let (ended, changed) = self.end(user, &call.id, "insufficient_funds").await?;
                 if changed {
                     self.announce(&ended).await;
                 }
-                Err(CallError::InsufficientFunds)
+                Err(e.into())
             }
             Err(LedgerError::ConditionFailed | LedgerError::Duplicate) => {
                 let now = store::get_call(&self.table, &call.id).await?.ok_or(CallError::NotFound)?;
@@ -543,25 +568,57 @@ impl Calls {
     /// # Errors
     /// [`CallError::NotFound`], storage failures.
     pub async fn finish(&self, id: &CallId, reason: &str) -> Result<(Call, bool), CallError> {
+        self.finish_from(id, reason, None).await
+    }
+
+    /// [`Calls::finish`], only while the call is still `expect` (the status the reason was
+    /// chosen for: a ring timeout must not end a call answered meanwhile as `no_answer`).
+    ///
+    /// An ACTIVE call is charged its running minute per second into its escrow and ended in one
+    /// write (the movement, the caller's wallet, the call: 3 items), then paid out
+    /// ([`Calls::payout`]).
+    ///
+    /// # Errors
+    /// [`CallError::NotFound`], storage failures.
+    pub async fn finish_from(
+        &self,
+        id: &CallId,
+        reason: &str,
+        expect: Option<CallStatus>,
+    ) -> Result<(Call, bool), CallError> {
         for _ in 0..8 {
             let call = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
+            if expect.is_some_and(|e| e != call.status) {
+                return Ok((call, false));
+            }
             let now = now_ms();
             let ended_at = now_rfc3339();
             match call.status {
-                CallStatus::Ended => return Ok((call, false)),
+                CallStatus::Ended => {
+                    self.payout(&call).await?;
+                    return Ok((call, false));
+                }
+                // A connected phone call ends when the provider says so, settled from the talk
+                // time it measured (service::phone); its hold covers the whole time limit.
+                CallStatus::Active if call.channel == crate::service::phone::PSTN => {
+                    tracing::warn!(call_id = %id, reason, "a connected phone call is ended by the provider, not here");
+                    return Ok((call, false));
+                }
                 CallStatus::Ringing => {
+                    // Nothing was held or paid: it ends settled.
                     let update = store::call_update(
                         &self.table,
                         id,
                         CallStatus::Ringing,
                         None,
-                        "SET #status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :zero \
-                         REMOVE gsi2pk, gsi2sk",
+                        "SET #status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :zero, \
+                         settled = :yes REMOVE gsi2pk, gsi2sk",
                         vec![
                             (":ended", s(CallStatus::Ended.as_str())),
                             (":reason", s(reason)),
                             (":at", s(&ended_at)),
                             (":zero", n(0)),
+                            (":yes", AttributeValue::Bool(true)),
                         ],
                     )?;
                     match transact(&self.table, vec![update]).await {
@@ -579,40 +636,39 @@ impl Calls {
                     let elapsed = (now - start).clamp(0, period_ms);
                     let seconds = u64::try_from((elapsed + 999) / 1000).unwrap_or(0);
                     let charge = partial_charge(call.price_per_minute, seconds, call.period_seconds);
-                    let (callee_part, platform_part) = shares(charge, call.callee_share_percent);
                     let duration = u64::from(b) * call.period_seconds + seconds;
-                    let update = store::call_update(
-                        &self.table,
-                        id,
-                        CallStatus::Active,
-                        Some(b),
-                        "SET #status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :d, \
-                         charged = charged + :c, earned = earned + :e REMOVE gsi2pk, gsi2sk, next_tick_ms",
-                        vec![
-                            (":ended", s(CallStatus::Ended.as_str())),
-                            (":reason", s(reason)),
-                            (":at", s(&ended_at)),
-                            (":d", n(duration)),
-                            (":c", n(charge)),
-                            (":e", n(callee_part)),
-                        ],
-                    )?;
                     let minute = minute_id(id, b + 1);
+                    let ending = |charge: Decimal| {
+                        store::escrow_update(
+                            &self.table,
+                            id,
+                            EscrowCredit {
+                                billed: b,
+                                charge,
+                                whole_minute: false,
+                                set: "end_reason = :reason, ended_at = :at, duration_seconds = :d, #status = :ended",
+                                values: vec![
+                                    (":ended", s(CallStatus::Ended.as_str())),
+                                    (":reason", s(reason)),
+                                    (":at", s(&ended_at)),
+                                    (":d", n(duration)),
+                                ],
+                                remove: "next_tick_ms",
+                            },
+                        )
+                    };
                     let result = if charge > Decimal::ZERO {
-                        ledger::post_split(
+                        let escrow = Escrow { account: AccountId::call(id), update: ending(charge)? };
+                        ledger::post_held(
                             &self.table,
                             &minute,
-                            SplitPosting {
-                                charge,
-                                legs: self.legs(&call, callee_part, platform_part),
-                                next: None,
-                                extra: vec![update],
-                            },
+                            HeldPosting { charge, escrow, next: None, extra: vec![] },
                         )
                         .await
                         .map(|settled| settled.changed)
                     } else {
-                        ledger::fail_and(&self.table, &minute, "call ended", vec![update]).await.map(|s| s.changed)
+                        let update = ending(Decimal::ZERO)?;
+                        ledger::fail_and(&self.table, &minute, "call_ended", vec![update]).await.map(|s| s.changed)
                     };
                     match result {
                         Ok(true) => {}
@@ -623,13 +679,56 @@ impl Calls {
                 }
             }
             let ended = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
+            self.payout(&ended).await?;
             tracing::info!(call_id = %id, reason, charged = %ended.charged, "call ended");
+            let ended = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
             return Ok((ended, true));
         }
         Err(StoreError::Unavailable("the call kept changing while it was being ended".into()).into())
     }
 
-    fn legs(&self, call: &Call, callee_part: Decimal, platform_part: Decimal) -> Vec<Leg> {
+    /// Pays an ended call's escrow out, once: the callee's share (rounded down to the smallest
+    /// unit) to their wallet, the rest to platform revenue, as one movement with two legs in
+    /// the callee's history (`CALL_EARNING`), in the write that empties the escrow and marks
+    /// the call settled (4 items). A call with nothing in escrow is just marked settled.
+    /// Settled or not yet ended: nothing to do.
+    ///
+    /// # Errors
+    /// Storage failures (the sweeper retries any ended call left unsettled).
+    pub async fn payout(&self, call: &Call) -> Result<(), CallError> {
+        if call.status != CallStatus::Ended || call.settled {
+            return Ok(());
+        }
+        let total = call.charged;
+        let (callee_part, platform_part) = shares(total, call.callee_share_percent);
+        let settle = store::settle_update(&self.table, &call.id, total, callee_part)?;
+        if total.is_zero() {
+            match transact(&self.table, vec![settle]).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.refused_at() == Some(0) => return Ok(()),
+                Err(crate::store::TransactError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(StoreError::Unavailable(format!("{e:?}")).into()),
+            }
+        }
+        let split = NewSplit {
+            id: TransactionId::derived_from(&format!("{}#payout", call.id)),
+            user_id: call.callee.clone(),
+            kind: TransactionType::CallEarning,
+            currency: CURRENCY,
+            debit: AccountId::call(&call.id),
+            legs: self.legs(call, callee_part, platform_part),
+            description: format!("Call {}: your share", call.id),
+            reference: Some(call.id.to_string()),
+        };
+        match ledger::transfer_split(&self.table, &split, settle).await {
+            // Paid before (a repeat), or settled by someone else meanwhile.
+            Ok(_) | Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The credit legs of a charge: the callee's share to their wallet, the rest to revenue.
+    pub(crate) fn legs(&self, call: &Call, callee_part: Decimal, platform_part: Decimal) -> Vec<Leg> {
         vec![
             Leg { account: Side::Account(AccountId::wallet(&call.callee)), amount: callee_part },
             Leg { account: Side::System(SystemAccount::PlatformRevenue), amount: platform_part },
@@ -644,7 +743,7 @@ impl Calls {
     pub async fn tick(&self, id: &CallId, minute: u32) -> Result<Option<Call>, CallError> {
         for _ in 0..8 {
             let Some(call) = store::get_call(&self.table, id).await? else { return Ok(None) };
-            if call.status != CallStatus::Active || call.billed_minutes >= minute {
+            if call.status != CallStatus::Active || call.billed_minutes >= minute || call.channel != "app" {
                 tracing::info!(call_id = %id, minute, "billing tick has nothing to do (duplicate, late or ended)");
                 return Ok(None);
             }
@@ -660,64 +759,63 @@ impl Calls {
                 return Ok(None);
             }
             let price = call.price_per_minute;
-            let (callee_part, platform_part) = shares(price, call.callee_share_percent);
             let last = minute >= self.settings.max_minutes;
             let next_hold = self.hold_of(&call, minute + 1, price)?;
-            let billed = |reason: Option<&str>| -> Result<_, CallError> {
-                let mut set = "SET billed_minutes = :k, charged = charged + :c, earned = earned + :e".to_owned();
-                let mut values = vec![(":k", n(minute)), (":c", n(price)), (":e", n(callee_part))];
-                match reason {
-                    None => {
-                        set.push_str(", next_tick_ms = :next");
-                        values.push((":next", n(due + period_ms)));
-                    }
-                    Some(r) => {
-                        set.push_str(
-                            ", #status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :d \
-                             REMOVE gsi2pk, gsi2sk, next_tick_ms",
-                        );
-                        values.push((":ended", s(CallStatus::Ended.as_str())));
-                        values.push((":reason", s(r)));
-                        values.push((":at", s(now_rfc3339())));
-                        values.push((":d", n(u64::from(minute) * call.period_seconds)));
-                    }
-                }
-                Ok(store::call_update(&self.table, id, CallStatus::Active, Some(minute - 1), &set, values)?)
+            // The call's item is its escrow: the minute is credited to it in the update that
+            // also counts it, under "ACTIVE with minute - 1 billed".
+            let billed = |reason: Option<&str>| -> Result<Escrow, CallError> {
+                let credit =
+                    EscrowCredit { billed: minute - 1, charge: price, whole_minute: true, ..Default::default() };
+                let update = match reason {
+                    None => store::escrow_update(
+                        &self.table,
+                        id,
+                        EscrowCredit {
+                            set: "next_tick_ms = :next",
+                            values: vec![(":next", n(due + period_ms))],
+                            ..credit
+                        },
+                    )?,
+                    Some(r) => store::escrow_update(
+                        &self.table,
+                        id,
+                        EscrowCredit {
+                            set: "#status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :d",
+                            values: vec![
+                                (":ended", s(CallStatus::Ended.as_str())),
+                                (":reason", s(r)),
+                                (":at", s(now_rfc3339())),
+                                (":d", n(u64::from(minute) * call.period_seconds)),
+                            ],
+                            remove: "next_tick_ms",
+                            ..credit
+                        },
+                    )?,
+                };
+                Ok(Escrow { account: AccountId::call(id), update })
             };
-            let legs = self.legs(&call, callee_part, platform_part);
-            let posting = |next, extra| SplitPosting { charge: price, legs: legs.clone(), next, extra };
+            let posting = |next, escrow| HeldPosting { charge: price, escrow, next, extra: Vec::new() };
+            let movement = minute_id(id, minute);
             let result = if last {
-                ledger::post_split(
-                    &self.table,
-                    &minute_id(id, minute),
-                    posting(None, vec![billed(Some("max_duration"))?]),
-                )
-                .await
+                ledger::post_held(&self.table, &movement, posting(None, billed(Some("max_duration"))?)).await
             } else {
-                match ledger::post_split(
-                    &self.table,
-                    &minute_id(id, minute),
-                    posting(Some(&next_hold), vec![billed(None)?]),
-                )
-                .await
-                {
+                match ledger::post_held(&self.table, &movement, posting(Some(&next_hold), billed(None)?)).await {
                     Err(LedgerError::InsufficientFunds | LedgerError::WalletRestricted) => {
                         tracing::info!(call_id = %id, minute, "the next minute cannot be held; the call ends");
-                        ledger::post_split(
-                            &self.table,
-                            &minute_id(id, minute),
-                            posting(None, vec![billed(Some("insufficient_funds"))?]),
-                        )
-                        .await
+                        ledger::post_held(&self.table, &movement, posting(None, billed(Some("insufficient_funds"))?))
+                            .await
                     }
                     other => other,
                 }
             };
             match result {
                 Ok(settled) if settled.changed => {
-                    let after = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
+                    let mut after = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
                     if after.status == CallStatus::Active {
                         self.queue_tick(id, minute + 1, due + period_ms).await;
+                    } else {
+                        self.payout(&after).await?;
+                        after = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
                     }
                     tracing::info!(call_id = %id, minute, status = after.status.as_str(), "call minute billed");
                     return Ok(Some(after));
@@ -731,10 +829,7 @@ impl Calls {
 
     /// Tells both parties what a billing tick or an end did.
     pub async fn announce(&self, call: &Call) {
-        let caller_balance = match ledger::get_account(&self.table, &AccountId::wallet(&call.caller)).await {
-            Ok(Some(a)) => Some(crate::money::format(a.balance, CURRENCY)),
-            _ => None,
-        };
+        let caller_wallet = ledger::get_account(&self.table, &AccountId::wallet(&call.caller)).await.ok().flatten();
         let base = |viewer: &UserId| {
             let view = CallView::of(call, viewer);
             serde_json::json!({
@@ -746,8 +841,11 @@ impl Calls {
         };
         let mut for_caller = base(&call.caller);
         let mut for_callee = base(&call.callee);
-        if let Some(b) = &caller_balance {
-            for_caller["balance"] = serde_json::Value::String(b.clone());
+        // The caller's wallet: `balance` (what it owns, the minute now held included) and
+        // `available` (what a next minute can be held from: below the price, the call ends).
+        if let Some(w) = &caller_wallet {
+            for_caller["balance"] = serde_json::Value::String(crate::money::format(w.balance, CURRENCY));
+            for_caller["available"] = serde_json::Value::String(crate::money::format(w.available, CURRENCY));
         }
         let kind = if call.status == CallStatus::Ended { "call.ended" } else { "billing" };
         for frame in [&mut for_caller, &mut for_callee] {
@@ -807,42 +905,79 @@ impl Calls {
     /// # Errors
     /// Storage failures.
     pub async fn sweep(&self) -> Result<serde_json::Value, CallError> {
-        let (mut examined, mut ended, mut replayed) = (0_u32, 0_u32, 0_u32);
+        use futures::StreamExt;
+        let (mut examined, mut ended, mut replayed, mut failed) = (0_u32, 0_u32, 0_u32, 0_u32);
         for shard in 0..store::LIVE_SHARDS {
-            for id in store::live_calls(&self.table, shard, 200).await? {
-                examined += 1;
-                let Some(call) = store::get_call(&self.table, &id).await? else { continue };
-                let now = now_ms();
-                let grace = 5_000 + self.period_ms(&call) / 2;
-                let reason = match call.status {
-                    CallStatus::Ringing
-                        if now - call.created_ms
-                            > i64::try_from(self.settings.ring_seconds).unwrap_or(60) * 1000 + grace =>
-                    {
-                        Some("no_answer")
-                    }
-                    CallStatus::Active if call.channel == "app" && !self.parties_connected(&call).await? => {
-                        Some("disconnected")
-                    }
-                    _ => None,
-                };
-                if let Some(reason) = reason {
-                    let (after, changed) = self.finish(&id, reason).await?;
-                    if changed {
-                        ended += 1;
-                        self.announce(&after).await;
-                    }
-                    continue;
-                }
-                if call.status == CallStatus::Active && call.next_tick_ms.is_some_and(|t| now - t > grace) {
-                    replayed += 1;
-                    if let Some(after) = self.tick(&id, call.billed_minutes + 1).await? {
-                        self.announce(&after).await;
+            let ids = store::live_calls(&self.table, shard, 500).await?;
+            examined += u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            // Sixteen at a time; one call's failure (a throttle, a corrupt item) must not stop
+            // the others.
+            let mut runs = futures::stream::iter(ids.into_iter().map(|id| async move {
+                let result = self.sweep_one(&id).await;
+                (id, result)
+            }))
+            .buffer_unordered(16);
+            while let Some((id, result)) = runs.next().await {
+                match result {
+                    Ok(Swept::Ended) => ended += 1,
+                    Ok(Swept::Replayed) => replayed += 1,
+                    Ok(Swept::Nothing) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(call_id = %id, error = %e, "the sweeper could not look after a call; next run retries");
                     }
                 }
             }
         }
-        Ok(serde_json::json!({"examined": examined, "ended": ended, "ticks_replayed": replayed}))
+        Ok(serde_json::json!({"examined": examined, "ended": ended, "ticks_replayed": replayed, "failed": failed}))
+    }
+
+    async fn sweep_one(&self, id: &CallId) -> Result<Swept, CallError> {
+        let Some(call) = store::get_call(&self.table, id).await? else { return Ok(Swept::Nothing) };
+        let now = now_ms();
+        // ---- PSTN calls (service::phone) ------------------------------------------------------
+        // A connected phone call is settled by the provider's callbacks from the talk time the
+        // provider measured, never by this clock: no ticks, no disconnect rule. One whose
+        // callbacks never came stays ACTIVE with its hold intact (charging the whole hold would
+        // bill time nobody may have talked) and is reported loudly (alarm PstnCallsStuck);
+        // `TelephonyWebhooks::reconcile` settles it from the provider's records. See
+        // docs/runbook.md, "A stuck PSTN call".
+        if call.channel == crate::service::phone::PSTN && call.status == CallStatus::Active {
+            if crate::service::phone::is_overdue(&call, now) {
+                crate::metrics::count("PstnCallsStuck", 1);
+                tracing::error!(
+                    call_id = %id,
+                    provider_call_id = call.provider_call_id.as_deref().unwrap_or(""),
+                    "stuck PSTN call: ACTIVE past its time limit, its callbacks never came; left unsettled"
+                );
+            }
+            return Ok(Swept::Nothing);
+        }
+        // ---- end of PSTN calls ----------------------------------------------------------------
+        let grace = 5_000 + self.period_ms(&call) / 2;
+        let ring_ms = i64::try_from(self.settings.ring_seconds).unwrap_or(60) * 1000;
+        let reason = match call.status {
+            CallStatus::Ringing if now - call.created_ms > ring_ms + grace => Some("no_answer"),
+            CallStatus::Active if call.channel == "app" && !self.parties_connected(&call).await? => {
+                Some("disconnected")
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            let (after, changed) = self.finish(id, reason).await?;
+            if changed {
+                self.announce(&after).await;
+                return Ok(Swept::Ended);
+            }
+            return Ok(Swept::Nothing);
+        }
+        if call.status == CallStatus::Active && call.next_tick_ms.is_some_and(|t| now - t > grace) {
+            if let Some(after) = self.tick(id, call.billed_minutes + 1).await? {
+                self.announce(&after).await;
+            }
+            return Ok(Swept::Replayed);
+        }
+        Ok(Swept::Nothing)
     }
 
     async fn parties_connected(&self, call: &Call) -> Result<bool, StoreError> {
@@ -894,6 +1029,13 @@ impl Calls {
         let next_cursor = last.and_then(|k| k.get("gsi1sk").and_then(|v| v.as_s().ok()).map(|sk| encode_cursor(sk)));
         Ok(CallPage { items, next_cursor })
     }
+}
+
+/// What the sweeper did with one call.
+enum Swept {
+    Nothing,
+    Ended,
+    Replayed,
 }
 
 /// A page of calls.

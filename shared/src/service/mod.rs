@@ -12,6 +12,7 @@ pub mod deposits;
 pub mod games;
 pub mod history;
 pub mod kyc;
+pub mod phone;
 pub mod referrals;
 pub mod settlement;
 pub mod signaling;

@@ -162,13 +162,27 @@ impl Signaling {
         let price = crate::money::format(call.price_per_minute, crate::money::Currency::Coin);
         self.send(
             &req.connection_id,
-            json!({"type": "call.ringing", "call_id": call.id, "callee_id": callee, "price_per_minute": price}),
+            json!({
+                "type": "call.ringing",
+                "call_id": call.id,
+                "callee_id": callee,
+                "price_per_minute": price,
+                "currency": "COIN",
+                "billing_period_seconds": call.period_seconds,
+                "ring_seconds": self.calls.settings.ring_seconds,
+            }),
         )
         .await;
         let mut rang = 0;
         for connection in store::connections_of(&self.calls.table, &callee).await? {
-            let frame =
-                json!({"type": "call.incoming", "call_id": call.id, "caller_id": caller, "price_per_minute": price});
+            let frame = json!({
+                "type": "call.incoming",
+                "call_id": call.id,
+                "caller_id": caller,
+                "price_per_minute": price,
+                "currency": "COIN",
+                "ring_seconds": self.calls.settings.ring_seconds,
+            });
             if self.send(&connection, frame).await {
                 rang += 1;
             }
@@ -190,6 +204,7 @@ impl Signaling {
             "caller_id": call.caller,
             "callee_id": call.callee,
             "price_per_minute": view.price_per_minute,
+            "currency": view.currency,
             "billing_period_seconds": call.period_seconds,
             "started_at": view.started_at,
         })
@@ -212,6 +227,13 @@ impl Signaling {
         let frame = Self::started(&call);
         for connection in [&call.caller_connection, &call.callee_connection].into_iter().flatten() {
             self.send(connection, frame.clone()).await;
+        }
+        // The callee's other devices stop ringing.
+        let elsewhere = json!({"type": "call.ended", "call_id": call.id, "reason": "answered_elsewhere"});
+        for connection in store::connections_of(&self.calls.table, &user).await.unwrap_or_default() {
+            if Some(&connection) != call.callee_connection.as_ref() {
+                self.send(&connection, elsewhere.clone()).await;
+            }
         }
         Ok(())
     }
@@ -302,7 +324,8 @@ impl Signaling {
         Ok(())
     }
 
-    /// `ping`: answers `pong`.
+    /// `ping`: answers `pong` (a client's keep-alive: API Gateway closes a connection idle for
+    /// 10 minutes).
     ///
     /// # Errors
     /// `connection_unknown` when the connection's record is gone.
@@ -354,7 +377,7 @@ impl Tickets {
             url: format!("{}{separator}ticket={ticket}", self.url),
             ticket,
             expires_at: chrono::DateTime::from_timestamp(expires, 0)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                 .unwrap_or_default(),
         })
     }

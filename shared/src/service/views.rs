@@ -36,9 +36,11 @@ impl TransactionView {
     /// The view of `tx` for its owner.
     pub fn of(tx: &Transaction, owner: &UserId) -> Self {
         let wallet = AccountId::wallet(owner);
+        // A split movement (a call's payout) shows the owner their own leg.
+        let own_leg = tx.legs.iter().find(|(account, _)| account == wallet.as_str()).map(|(_, amount)| *amount);
         // `none`: a movement of the owner's that did not touch their wallet (the part of a
         // reversal the wallet could not cover, owed instead).
-        let direction = if tx.credit_account == wallet.as_str() {
+        let direction = if own_leg.is_some() || tx.credit_account == wallet.as_str() {
             "credit"
         } else if tx.debit_account == wallet.as_str() {
             "debit"
@@ -49,7 +51,7 @@ impl TransactionView {
             id: tx.id.to_string(),
             kind: tx.kind.as_str(),
             status: tx.status.as_str(),
-            amount: crate::money::format(tx.amount.value(), tx.currency),
+            amount: crate::money::format(own_leg.unwrap_or_else(|| tx.amount.value()), tx.currency),
             currency: tx.currency.code(),
             direction,
             description: tx.description.clone(),

@@ -88,6 +88,10 @@ pub struct Call {
     /// A PSTN call: the provider's call id, the PIN the caller keys in, the seconds paid for.
     pub provider_call_id: Option<String>,
     pub pin: Option<String>,
+    /// The `<Dial timeLimit>`: the talk seconds the hold pays for (a connected PSTN call).
+    pub paid_seconds: Option<u64>,
+    /// An ended call's escrow has been paid out (or held nothing).
+    pub settled: bool,
 }
 
 /// The key of a call item.
@@ -130,6 +134,14 @@ pub fn new_call_items(table: &Table, call: &Call) -> Result<Vec<TransactWriteIte
     item.insert("billed_minutes".into(), n(0));
     item.insert("charged".into(), n(0));
     item.insert("earned".into(), n(0));
+    // The call is also a ledger account: its escrow (`call:<id>`), holding what the caller has
+    // paid until it is paid out to the callee and the platform when the call ends.
+    item.insert("account_id".into(), s(crate::ledger::AccountId::call(&call.id).as_str()));
+    item.insert("currency".into(), s(crate::money::Currency::Coin.code()));
+    item.insert("balance".into(), n(0));
+    item.insert("held".into(), n(0));
+    item.insert("available".into(), n(0));
+    item.insert("updated_at".into(), s(&call.created_at));
     if let Some(c) = &call.caller_connection {
         item.insert("caller_connection".into(), s(c));
     }
@@ -180,7 +192,9 @@ pub fn call_from_item(item: &Item) -> Result<Call, StoreError> {
         callee_connection: item.opt_str("callee_connection").map(str::to_owned),
         next_tick_ms: item.opt_int("next_tick_ms"),
         provider_call_id: item.opt_str("provider_call_id").map(str::to_owned),
+        settled: item.flag("settled"),
         pin: item.opt_str("pin").map(str::to_owned),
+        paid_seconds: item.opt_int("paid_seconds").and_then(|p| u64::try_from(p).ok()),
     })
 }
 
@@ -222,6 +236,80 @@ pub fn call_update(
         update = update.expression_attribute_values(name, value);
     }
     let update = update.condition_expression(condition).build().map_err(StoreError::dynamo)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// What [`escrow_update`] writes on an ACTIVE call's item.
+#[derive(Debug, Default)]
+pub struct EscrowCredit<'a> {
+    /// The minutes billed before this write (its condition).
+    pub billed: u32,
+    /// What is credited to the escrow (and added to `charged`).
+    pub charge: Decimal,
+    /// A tick's whole minute: `billed_minutes` becomes `billed + 1`. (The running minute
+    /// charged at the end is not counted as a billed minute.)
+    pub whole_minute: bool,
+    /// Further `SET` assignments, with their `values`.
+    pub set: &'a str,
+    pub values: Vec<(&'a str, AttributeValue)>,
+    /// Attributes to drop (`REMOVE`), empty for none.
+    pub remove: &'a str,
+}
+
+/// The update of an ACTIVE call's item that credits its escrow with `charge` and counts it:
+/// `charged` and the escrow's `balance`/`available` grow by `charge`. Conditioned on the call
+/// being ACTIVE with exactly `billed` minutes billed, so each minute is credited once.
+///
+/// # Errors
+/// [`StoreError`] when the update cannot be built.
+pub fn escrow_update(table: &Table, id: &CallId, credit: EscrowCredit<'_>) -> Result<TransactWriteItem, StoreError> {
+    let mut expression =
+        "SET balance = balance + :c, available = available + :c, charged = charged + :c, updated_at = :now".to_owned();
+    let mut values = vec![(":c", n(credit.charge)), (":now", s(super::now_rfc3339()))];
+    if credit.whole_minute {
+        expression.push_str(", billed_minutes = :k");
+        values.push((":k", n(credit.billed + 1)));
+    }
+    if !credit.set.is_empty() {
+        expression.push_str(", ");
+        expression.push_str(credit.set);
+    }
+    if !credit.remove.is_empty() {
+        expression.push_str(" REMOVE ");
+        expression.push_str(credit.remove);
+    }
+    values.extend(credit.values);
+    call_update(table, id, CallStatus::Active, Some(credit.billed), &expression, values)
+}
+
+/// The update that pays an ended call's escrow out: `total` leaves `balance` and `available`,
+/// the callee's `earned` part is recorded, the call is marked settled and leaves the live
+/// index. Conditioned on the call being ENDED, unsettled, with exactly `total` in escrow.
+///
+/// # Errors
+/// [`StoreError`] when the update cannot be built.
+pub fn settle_update(
+    table: &Table,
+    id: &CallId,
+    total: Decimal,
+    earned: Decimal,
+) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(&table.name)
+        .set_key(Some(call_key(id)))
+        .update_expression(
+            "SET balance = balance - :t, available = available - :t, earned = :e, settled = :yes, updated_at = :now \
+             REMOVE gsi2pk, gsi2sk",
+        )
+        .condition_expression("#status = :ended AND attribute_not_exists(settled) AND balance = :t")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":ended", s(CallStatus::Ended.as_str()))
+        .expression_attribute_values(":t", n(total))
+        .expression_attribute_values(":e", n(earned))
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .expression_attribute_values(":now", s(super::now_rfc3339()))
+        .build()
+        .map_err(StoreError::dynamo)?;
     Ok(TransactWriteItem::builder().update(update).build())
 }
 

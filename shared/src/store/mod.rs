@@ -43,6 +43,7 @@ pub mod bank_accounts;
 pub mod calls;
 pub mod item;
 pub mod kyc;
+pub mod phone;
 pub mod referrals;
 pub mod services;
 pub mod sessions;

@@ -30,7 +30,13 @@ fn provider_call_key(call_sid: &str) -> Item {
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
-pub async fn claim_pin(table: &Table, pin: &str, caller: &UserId, nonce: &str, expires_at: i64) -> Result<bool, StoreError> {
+pub async fn claim_pin(
+    table: &Table,
+    pin: &str,
+    caller: &UserId,
+    nonce: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
     let mut item = pin_key(pin);
     item.insert("entity".into(), s("pstn_pin"));
     item.insert("caller_id".into(), s(caller.as_str()));

@@ -90,6 +90,15 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
         params.insert("KycBaseUrl".into(), kyc);
     }
     params.insert("KycAllowInsecureHttp".into(), "true".into());
+    // The telephony sandbox (tools/sandbox/telephony.py): its API on plain http, its number.
+    if let Ok(telephony) = std::env::var("PURSE_TELEPHONY_URL") {
+        params.insert("TelephonyBaseUrl".into(), telephony);
+    }
+    params.insert("TelephonyAllowInsecureHttp".into(), "true".into());
+    params.insert(
+        "TelephonyTollFreeNumber".into(),
+        std::env::var("TELEPHONY_SANDBOX_TOLL_FREE").unwrap_or_else(|_| TELEPHONY_SANDBOX_TOLL_FREE.into()),
+    );
     // Locally a missing KYC result is looked for after 2 s, 4 s, 8 s, then handed to a person.
     params.insert("KycFollowUpAfterSeconds".into(), "2".into());
     params.insert("KycMaxPolls".into(), "3".into());
@@ -131,10 +140,23 @@ pub fn local_secret_value(logical_id: &str) -> Option<String> {
             })
             .to_string(),
         ),
+        "TelephonyApiSecret" => Some(
+            serde_json::json!({
+                "account_sid": std::env::var("TELEPHONY_SANDBOX_ACCOUNT_SID").unwrap_or_else(|_| TELEPHONY_SANDBOX_ACCOUNT_SID.into()),
+                "auth_token": std::env::var("TELEPHONY_SANDBOX_AUTH_TOKEN").unwrap_or_else(|_| TELEPHONY_SANDBOX_AUTH_TOKEN.into()),
+            })
+            .to_string(),
+        ),
         "PiiKeysSecret" => Some(purse::pii::PiiKeys::random_json("local-1")),
         _ => None,
     }
 }
+
+/// The telephony sandbox's defaults (`tools/sandbox/telephony.py`): account, auth token (the key
+/// of every `X-Twilio-Signature`) and toll-free number.
+pub const TELEPHONY_SANDBOX_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const TELEPHONY_SANDBOX_AUTH_TOKEN: &str = "purse-dev-telephony-token";
+pub const TELEPHONY_SANDBOX_TOLL_FREE: &str = "+18005550100";
 
 /// The KYC sandbox's default Standard Webhooks signing secret (`tools/sandbox/kyc.py`).
 pub const KYC_SANDBOX_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC1reWMtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";

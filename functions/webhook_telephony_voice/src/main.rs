@@ -1,0 +1,6 @@
+//! Lambda entry point of `webhook_telephony_voice`: initialise once, then serve requests.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    purse::runtime::run_http::<webhook_telephony_voice::Function>().await
+}
