@@ -103,7 +103,7 @@ const EXERCISED: &[&str] = &[
     // the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_caller_disconnects
     "ws_call_reject.json",
     "sqs_call_billing.ring_timeout.json",
-    "sqs_call_billing.unreadable.json",
+    "sqs_call_billing.partial_failure.json",
     // the_phone_call_events_place_a_call_the_provider_connects_with_its_pin_and_settles_from_the_talk_time
     "http_calls_phone.json",
     "webhook_telephony_voice.json",
@@ -561,8 +561,7 @@ fn the_queue_and_schedule_events_have_the_shape_lambda_delivers() {
             }
             // A partial failure's first message is the unreadable one; every other is what the
             // queue's senders send.
-            // (The call billing queue's consumer drops an unreadable message instead: `.unreadable.`.)
-            let readable = if file.contains(".partial_failure.") || file.contains(".unreadable.") { 1 } else { 0 };
+            let readable = if file.contains(".partial_failure.") { 1 } else { 0 };
             for record in event.records.iter().skip(readable) {
                 let body = record.body.as_deref().unwrap_or_default();
                 match function.binary.as_str() {
@@ -1737,7 +1736,7 @@ async fn the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_calle
     let from_callee = ("CONNECTION_ID", callee_connection.as_str());
     let invite = [from_caller, ("CALLEE_ID", callee.as_str())];
 
-    // call.reject: both are told it ended `rejected`, nothing charged; rejecting it again is refused.
+    // call.reject: both are told it ended `rejected`, nothing charged.
     let declined = ring(&app, &mut caller_ws, &mut callee_ws, &invite).await;
     let call = ("CALL_ID", declined.as_str());
     assert_eq!(invoke_ws(&app, "ws_call_reject.json", &[from_callee, call]).await, 200);
@@ -1749,16 +1748,22 @@ async fn the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_calle
             "{told}"
         );
     }
+    // A repeat (its first answer lost) is the same outcome, told again; nothing more happens.
     assert_eq!(invoke_ws(&app, "ws_call_reject.json", &[from_callee, call]).await, 200);
-    let refused = callee_ws.next_of_type("error", FRAME_WAIT).await;
-    assert_eq!(
-        (refused["code"].as_str(), refused["call_id"].as_str()),
-        (Some("call_not_ringing"), Some(declined.as_str()))
-    );
+    for ws in [&mut caller_ws, &mut callee_ws] {
+        let again = ws.next_of_type("call.ended", FRAME_WAIT).await;
+        assert_eq!((again["call_id"].as_str(), again["reason"].as_str()), (Some(declined.as_str()), Some("rejected")));
+    }
+    // The caller cannot reject their own call.
+    assert_eq!(invoke_ws(&app, "ws_call_reject.json", &[from_caller, call]).await, 200);
+    let refused = caller_ws.next_of_type("error", FRAME_WAIT).await;
+    assert_eq!((refused["code"].as_str(), refused["call_id"].as_str()), (Some("not_callee"), Some(declined.as_str())));
 
-    // The ring timeout call.invite queued ends a call still ringing (`no_answer`); again, nothing.
+    // The ring timeout call.invite queued ends a call still ringing (`no_answer`) once it has
+    // rung for CallRingSeconds (5 s in tests); again, nothing.
     let unanswered = ring(&app, &mut caller_ws, &mut callee_ws, &invite).await;
     let call = ("CALL_ID", unanswered.as_str());
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let batch = invoke_sqs(&app, "sqs_call_billing.ring_timeout.json", &[call]).await;
     assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
     for ws in [&mut caller_ws, &mut callee_ws] {
@@ -1769,11 +1774,15 @@ async fn the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_calle
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
     caller_ws.expect_silence(Duration::from_millis(500)).await;
 
-    // An unreadable message is dropped, not redelivered (no retry could ever read it); a ring
-    // timeout for a call nobody knows is acknowledged.
+    // Only the unreadable message is reported (redelivered, then parked in the dead-letter
+    // queue); a ring timeout for a call nobody knows is acknowledged.
     let unknown = purse::domain::ids::CallId::generate().to_string();
-    let batch = invoke_sqs(&app, "sqs_call_billing.unreadable.json", &[("CALL_ID", unknown.as_str())]).await;
-    assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
+    let file = "sqs_call_billing.partial_failure.json";
+    let event: SqsEvent = serde_json::from_str(&fill(file, &[("CALL_ID", unknown.as_str())])).unwrap();
+    let unreadable = event.records[0].message_id.clone().unwrap();
+    let batch = invoke_sqs(&app, file, &[("CALL_ID", unknown.as_str())]).await;
+    let failed: Vec<_> = batch.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [unreadable.as_str()], "only the unreadable message is redelivered");
     assert_eq!(app.wallet_of(&caller).await, ("20.00".into(), "20.00".into(), "0.00".into()));
 
     // $disconnect of the caller's connection ends the answered call (`disconnected`), settled:

@@ -499,7 +499,7 @@ async fn with_faults_on_a_phone_call_is_charged_once_for_its_talk_time_or_not_at
     let app = TestApp::spawn_serving().await;
     let (caller_id, caller_token) = user_with(&app, "1000.00").await;
     let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    app.set_faults("conflict=0.25,throttle=0.25,internal=0.25,lost_response=0.10,seed=53").await;
+    app.set_faults("conflict=0.15,throttle=0.12,internal=0.10,lost_response=0.06,seed=53").await;
     let mut calls = Vec::new();
     for talk in [7_u64, 8, 9, 10] {
         let placed = place(&app, &caller_token, &callee_id).await;

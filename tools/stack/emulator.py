@@ -34,6 +34,17 @@ What the middleware adds on top of moto (5.2.5):
   10 minutes are dropped; ``POST /moto-api/reset`` also forgets all tokens.
 * Fault injection (off unless configured), answering exactly as AWS does, so
   that retry paths can be tested against the real SDK. See "Faults" below.
+* UpdateExpression arithmetic as strict as DynamoDB's. DynamoDB allows at most
+  one ``+`` or ``-`` per SET value (``value ::= operand | operand '+' operand |
+  operand '-' operand``); moto 5.2.5 evaluates chains like ``SET a = a - :x + :y``.
+  An UpdateItem whose SET clause has a value with a second ``+``/``-`` outside
+  parentheses, or a TransactWriteItems with any such ``Update`` (the whole call:
+  no cancellation, nothing applied), gets DynamoDB's answer: HTTP 400
+  ``com.amazonaws.dynamodb.v20120810#ValidationException`` with the message
+  ``Invalid UpdateExpression: Syntax error; token: "+", near: ":x + :y"`` (the
+  second operator, and the text from the token before it to the token after it).
+  This is checked before anything else (no fault drawn, not counted in a scope's
+  ``requests``, no token stored) and moto is not called.
 * Quiet: no per-request log lines unless ``--verbose``.
 
 moto's own control API is still reachable, e.g. ``POST /moto-api/reset``
@@ -142,6 +153,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -305,6 +317,89 @@ class FaultScope:
         }
 
 
+# -- UpdateExpression: chained SET arithmetic --------------------------------
+# DynamoDB's grammar (Developer Guide, "Using update expressions in DynamoDB",
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html,
+# section "SET -- modifying or adding item attributes"):
+#
+#     update-expression ::= [ SET action [, action] ... ] [ REMOVE action [, action] ...]
+#                           [ ADD action [, action] ... ] [ DELETE action [, action] ...]
+#     set-action ::= path = value
+#     value      ::= operand | operand '+' operand | operand '-' operand
+#     operand    ::= path | function        (function: if_not_exists(path, value),
+#                                            list_append(list1, list2))
+#
+# So a SET value holds at most one '+' or '-' outside a function's parentheses;
+# DynamoDB's parser stops at the second one with "Syntax error; token: ..."
+# while moto 5.2.5 evaluates the whole chain. Only that is checked here: any
+# other oddity is left to moto, so no expression DynamoDB accepts is refused.
+# Names, '#name' and ':value' placeholders are [A-Za-z0-9_] runs (a bare '-' is
+# always minus, as in DynamoDB); clause keywords are reserved words, so a bare
+# SET/REMOVE/ADD/DELETE at depth 0 (not after '.') always starts a clause.
+UPDATE_CLAUSES = frozenset({"SET", "REMOVE", "ADD", "DELETE"})
+_UPDATE_TOKEN = re.compile(r"[#:]?[A-Za-z0-9_]+|\S")
+
+
+def chained_set_operator(expression: str) -> tuple[str, str] | None:
+    """(token, near) of the first SET value's second top-level ``+``/``-``, or None.
+
+    ``near`` is the source text from the token before the operator to the token
+    after it, as in DynamoDB's message (``a = a - :x + :y`` -> ``("+", ":x + :y")``).
+    """
+    tokens = [(m.group(), m.start(), m.end()) for m in _UPDATE_TOKEN.finditer(expression)]
+    clause: str | None = None
+    depth = 0
+    in_value = False  # after a SET action's '=', until its ',' or the next clause
+    operators = 0
+    for i, (text, _, _) in enumerate(tokens):
+        if text in ("(", "["):
+            depth += 1
+        elif text in (")", "]"):
+            depth -= 1
+            if depth < 0:
+                return None  # unbalanced: moto's own parser answers that
+        elif depth > 0:
+            continue  # inside a function call or list index: not the value's operators
+        elif text.upper() in UPDATE_CLAUSES and (i == 0 or tokens[i - 1][0] != "."):
+            clause, in_value, operators = text.upper(), False, 0
+        elif clause != "SET":
+            continue
+        elif text == ",":
+            in_value, operators = False, 0
+        elif text == "=" and not in_value:
+            in_value, operators = True, 0
+        elif text in ("+", "-") and in_value:
+            operators += 1
+            if operators > 1:
+                start = tokens[i - 1][1]
+                end = tokens[i + 1][2] if i + 1 < len(tokens) else tokens[i][2]
+                return text, expression[start:end]
+    return None
+
+
+def invalid_update_expression(op: str, request: Any) -> str | None:
+    """DynamoDB's ValidationException message for a chained SET value in an
+    UpdateItem or in any ``Update`` of a TransactWriteItems, else None."""
+    if not isinstance(request, dict):
+        return None
+    if op == "UpdateItem":
+        expressions = [request.get("UpdateExpression")]
+    elif op == "TransactWriteItems":
+        items = request.get("TransactItems")
+        expressions = [item["Update"].get("UpdateExpression")
+                       for item in (items if isinstance(items, list) else [])
+                       if isinstance(item, dict) and isinstance(item.get("Update"), dict)]
+    else:
+        return None
+    for expression in expressions:
+        if isinstance(expression, str):
+            hit = chained_set_operator(expression)
+            if hit is not None:
+                token, near = hit
+                return f'Invalid UpdateExpression: Syntax error; token: "{token}", near: "{near}"'
+    return None
+
+
 # -- AWS-shaped answers -----------------------------------------------------
 def _aws_json_error(status: str, headers: list[tuple[str, str]], body: dict[str, Any]) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
@@ -353,6 +448,10 @@ def ddb_conflict(request: Any, pick: float) -> Response:
     })
 
 
+def ddb_validation(message: str) -> Response:
+    return ddb_error("400 Bad Request", "ValidationException", {"message": message})
+
+
 def ddb_idempotent_mismatch() -> Response:
     return ddb_error("400 Bad Request", "IdempotentParameterMismatchException", {
         "message": "The request uses the same client token as a previous, but non-identical request."})
@@ -396,7 +495,7 @@ def read_body(environ: dict[str, Any]) -> bytes:
 
 class SerialisingMiddleware:
     """Serialise DynamoDB requests, count requests by operation, inject faults,
-    implement ClientRequestToken, serve /_emulator/."""
+    implement ClientRequestToken, refuse chained SET arithmetic, serve /_emulator/."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], faults: dict[str, Any] | None = None,
                  verbose: bool = False):
@@ -528,13 +627,16 @@ class SerialisingMiddleware:
             with self.dynamodb_lock:
                 return self._call_moto(environ)
         body = read_body(environ)
-        scope, kind, pick = self._decide("dynamodb", op, body)
         parsed: Any = None
-        if op == "TransactWriteItems" or kind == "conflict":
+        if op in ("TransactWriteItems", "UpdateItem"):
             try:
                 parsed = json.loads(body)
             except ValueError:
                 parsed = None
+            invalid = invalid_update_expression(op, parsed)
+            if invalid is not None:
+                return ddb_validation(invalid)  # before any draw, token or moto
+        scope, kind, pick = self._decide("dynamodb", op, body)
         if kind == "conflict":
             return ddb_conflict(parsed, pick)
         if kind == "throttle":

@@ -1,13 +1,16 @@
-"""Fault injection and ClientRequestToken idempotency of tools/stack/emulator.py.
+"""Fault injection, ClientRequestToken idempotency and the UpdateExpression check
+of tools/stack/emulator.py.
 
 Starts the emulator as a subprocess on a free port and talks to it through boto3
-with retries disabled, so every injected fault reaches the test as-is.
+with retries disabled, so every injected fault reaches the test as-is. The
+UpdateExpression checker is also tested directly (module loaded from its path).
 
     .venv/bin/python -m unittest tools/stack/test_emulator_faults.py
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -29,6 +32,18 @@ EMULATOR = os.path.join(HERE, "emulator.py")
 # total_max_attempts=1: exactly one attempt. (botocore's ``max_attempts`` counts RETRIES,
 # so {"max_attempts": 1} would still retry once, e.g. a 500 or a throttle.)
 NO_RETRIES = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
+
+
+def load_emulator_module() -> Any:
+    """emulator.py as a module, whatever the test runner's sys.path."""
+    spec = importlib.util.spec_from_file_location("purse_stack_emulator", EMULATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+emulator = load_emulator_module()
 
 
 def free_port() -> int:
@@ -354,6 +369,87 @@ class EmulatorFaultsTest(unittest.TestCase):
         self.assertEqual(err.response["ResponseMetadata"]["HTTPStatusCode"], 400)
         self.assertEqual(self.items(t)["acct"]["n"]["N"], "1")
 
+    # -- UpdateExpression: chained SET arithmetic (DynamoDB refuses it, moto not) ---
+    def raw_ddb(self, op: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """One DynamoDB call without the SDK, to see the answer's exact JSON."""
+        req = urllib.request.Request(self.url + "/", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/x-amz-json-1.0",
+                                              "X-Amz-Target": "DynamoDB_20120810." + op})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, dict(r.headers), json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), json.loads(e.read())
+
+    def assert_chained_refused(self, err: ClientError, token: str, near: str) -> None:
+        self.assertEqual(err.response["ResponseMetadata"]["HTTPStatusCode"], 400)
+        self.assertEqual(err.response["Error"]["Code"], "ValidationException")
+        self.assertEqual(err.response["Error"]["Message"],
+                         f'Invalid UpdateExpression: Syntax error; token: "{token}", near: "{near}"')
+        self.assertNotIn("CancellationReasons", err.response)
+
+    def test_chained_set_arithmetic_is_refused_as_dynamodb_does(self) -> None:
+        t = self.table()
+        self.ddb.put_item(TableName=t, Item={"pk": {"S": "acct"}, "a": {"N": "10"}, "b": {"N": "10"}})
+        values = {":x": {"N": "3"}, ":y": {"N": "5"}}
+        err = self.error(self.ddb.update_item, TableName=t, Key={"pk": {"S": "acct"}},
+                         UpdateExpression="SET a = a - :x + :y", ExpressionAttributeValues=values)
+        self.assert_chained_refused(err, "+", ":x + :y")
+        # the exact JSON and headers, as DynamoDB sends them
+        status, headers, answer = self.raw_ddb("UpdateItem", {
+            "TableName": t, "Key": {"pk": {"S": "acct"}},
+            "UpdateExpression": "set #b = #b + :x - :y", "ExpressionAttributeNames": {"#b": "b"},
+            "ExpressionAttributeValues": values})
+        self.assertEqual(status, 400)
+        self.assertEqual(answer, {"__type": "com.amazonaws.dynamodb.v20120810#ValidationException",
+                                  "message": 'Invalid UpdateExpression: Syntax error; token: "-", '
+                                             'near: ":x - :y"'})
+        self.assertEqual(headers["Content-Type"], "application/x-amz-json-1.0")
+        self.assertEqual(headers["x-amzn-ErrorType"], "ValidationException")
+        self.assertEqual(self.items(t)["acct"]["a"]["N"], "10")  # nothing applied
+        self.assertEqual(self.items(t)["acct"]["b"]["N"], "10")
+
+    def test_single_operator_and_function_values_are_accepted(self) -> None:
+        t = self.table()
+        self.ddb.put_item(TableName=t, Item={"pk": {"S": "acct"}, "a": {"N": "10"}, "b": {"N": "10"},
+                                             "l": {"L": [{"S": "x"}]}})
+        key = {"pk": {"S": "acct"}}
+        self.ddb.update_item(TableName=t, Key=key, UpdateExpression="SET a = a + :x, b = b - :y",
+                             ExpressionAttributeValues={":x": {"N": "3"}, ":y": {"N": "4"}})
+        self.ddb.update_item(TableName=t, Key=key, UpdateExpression="SET c = if_not_exists(c, :z) + :x",
+                             ExpressionAttributeValues={":z": {"N": "100"}, ":x": {"N": "1"}})
+        self.ddb.update_item(TableName=t, Key=key, UpdateExpression="SET l = list_append(l, :l)",
+                             ExpressionAttributeValues={":l": {"L": [{"S": "y"}]}})
+        got = self.items(t)["acct"]
+        self.assertEqual((got["a"]["N"], got["b"]["N"], got["c"]["N"]), ("13", "6", "101"))
+        self.assertEqual(got["l"]["L"], [{"S": "x"}, {"S": "y"}])
+
+    def test_transaction_with_one_chained_update_is_refused_whole(self) -> None:
+        t = self.table()
+        self.ddb.put_item(TableName=t, Item={"pk": {"S": "acct"}, "a": {"N": "10"}})
+        bad = {"Update": {"TableName": t, "Key": {"pk": {"S": "acct"}},
+                          "UpdateExpression": "SET a = a - :x + :y",
+                          "ExpressionAttributeValues": {":x": {"N": "3"}, ":y": {"N": "5"}}}}
+        request = {"TransactItems": [self.put(t, "ledger-1"), self.add(t, "other", 2), bad],
+                   "ClientRequestToken": uuid.uuid4().hex}
+        # checked before faults: a ValidationException even with every request faulted, no draw
+        self.faults("conflict=0.5,internal=0.5")
+        err = self.error(self.ddb.transact_write_items, **request)
+        self.assert_chained_refused(err, "+", ":x + :y")
+        self.assertEqual(self.scope_stats()["requests"], 0)
+        self.faults("off")
+        err = self.error(self.ddb.transact_write_items, **request)  # same token: not stored
+        self.assert_chained_refused(err, "+", ":x + :y")
+        self.assertEqual(set(self.items(t)), {"acct"})  # nothing applied
+        self.assertEqual(self.items(t)["acct"]["a"]["N"], "10")
+        # the same transaction with a valid update goes through
+        bad["Update"]["UpdateExpression"] = "SET a = a - :x"
+        del bad["Update"]["ExpressionAttributeValues"][":y"]
+        self.ddb.transact_write_items(TransactItems=request["TransactItems"])
+        got = self.items(t)
+        self.assertEqual(set(got), {"acct", "ledger-1", "other"})
+        self.assertEqual(got["acct"]["a"]["N"], "7")
+
     # -- SQS ---------------------------------------------------------------------
     def test_sqs_lost_response_delivers_and_answers_500(self) -> None:
         q = self.sqs.create_queue(QueueName=self.scope + "q")["QueueUrl"]
@@ -399,6 +495,61 @@ class EmulatorFaultsTest(unittest.TestCase):
         # a bad spec stops the emulator at start with a clear message
         self.assertEqual(self.bad_proc.wait(timeout=30), 2)
         self.assertIn("unknown fault 'bogus'", stop_emulator(self.bad_proc))
+
+
+class ChainedSetArithmeticTest(unittest.TestCase):
+    """emulator.chained_set_operator / invalid_update_expression, without a server."""
+
+    def refused(self, expression: str) -> tuple[str, str] | None:
+        return emulator.chained_set_operator(expression)
+
+    def test_chained_operators_are_refused(self) -> None:
+        self.assertEqual(self.refused("SET a = a - :x + :y"), ("+", ":x + :y"))
+        self.assertEqual(self.refused("SET a=a-:x+:y"), ("+", ":x+:y"))
+        self.assertEqual(self.refused("set a = :x + :y + :z"), ("+", ":y + :z"))
+        self.assertEqual(self.refused("SET #a.b[0].c = #a.b[0].c - :x - :y"), ("-", ":x - :y"))
+        self.assertEqual(self.refused("SET a = if_not_exists(a, :z) + :x - :y"), ("-", ":x - :y"))
+        self.assertEqual(self.refused("SET a = :x - list_append(a, :l) + :y"), ("+", ") + :y"))
+        self.assertEqual(self.refused("SET a = a + :x +"), ("+", ":x +"))
+        # the second action of the clause, after REMOVE/ADD clauses, keywords in any case
+        self.assertEqual(self.refused("REMOVE r ADD n :d Set b = :b, a = a + :x - :y DELETE s :s"),
+                         ("-", ":x - :y"))
+        self.assertEqual(self.refused("SET a = a + :x, b = b - :x + :y"), ("+", ":x + :y"))
+
+    def test_one_operator_per_value_and_functions_are_accepted(self) -> None:
+        for expression in (
+            "SET a = a + :x, b = b - :y",
+            "SET a = if_not_exists(a, :z) + :x",
+            "SET a = list_append(a, :l)",
+            "SET a = list_append(if_not_exists(a, :e), :l), b = if_not_exists(b, :z) - :x",
+            "SET #a.b[0].c = #a.b[1].c + :x, d[2] = :v",
+            "SET a = :v",
+            "SET a = a + :x REMOVE b, c ADD n :d, m :e DELETE s :s",
+            "ADD n :d SET a = a - :x",
+            "REMOVE a, b",
+            "ADD n :d",
+            "",
+            "SET a = (a + :x",  # unbalanced: left to moto
+        ):
+            self.assertIsNone(self.refused(expression), expression)
+
+    def test_request_shapes(self) -> None:
+        message = 'Invalid UpdateExpression: Syntax error; token: "+", near: ":x + :y"'
+        bad, good = "SET a = a - :x + :y", "SET a = a - :x"
+        self.assertEqual(emulator.invalid_update_expression("UpdateItem", {"UpdateExpression": bad}), message)
+        self.assertIsNone(emulator.invalid_update_expression("UpdateItem", {"UpdateExpression": good}))
+        self.assertIsNone(emulator.invalid_update_expression("UpdateItem", {"AttributeUpdates": {}}))
+        items = [{"Put": {"Item": {}}}, {"ConditionCheck": {"ConditionExpression": "a = a + :x + :y"}},
+                 {"Update": {"UpdateExpression": good}}]
+        self.assertIsNone(emulator.invalid_update_expression("TransactWriteItems", {"TransactItems": items}))
+        items.append({"Update": {"UpdateExpression": bad}})
+        self.assertEqual(emulator.invalid_update_expression("TransactWriteItems", {"TransactItems": items}),
+                         message)
+        self.assertIsNone(emulator.invalid_update_expression("PutItem", {"UpdateExpression": bad}))
+        for junk in (None, [], {"TransactItems": "x"}, {"TransactItems": [1, {"Update": 2}]},
+                     {"UpdateExpression": 5}):
+            self.assertIsNone(emulator.invalid_update_expression("TransactWriteItems", junk))
+            self.assertIsNone(emulator.invalid_update_expression("UpdateItem", junk))
 
 
 if __name__ == "__main__":

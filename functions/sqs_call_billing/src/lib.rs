@@ -18,11 +18,11 @@ impl SqsFunction for Function {
 
     async fn handle_message(&self, message: &SqsMessage) -> Result<(), MessageError> {
         let body = message.body.as_deref().unwrap_or("");
-        let Ok(parsed) = serde_json::from_str::<BillingMessage>(body) else {
-            // Not ours and never will be: retrying cannot help. Logged without the body.
-            tracing::error!(bytes = body.len(), "unreadable billing message dropped");
-            return Ok(());
-        };
+        let parsed = serde_json::from_str::<BillingMessage>(body).map_err(|e| {
+            // Reported like every consumer's unreadable message: after its retries it waits in
+            // the dead-letter queue for a person (logged without the body).
+            MessageError(format!("unreadable billing message ({} bytes): {e}", body.len()))
+        })?;
         self.calls.handle(&parsed).await.map_err(|e| MessageError(e.to_string()))
     }
 }

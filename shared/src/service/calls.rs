@@ -508,7 +508,15 @@ impl Calls {
         }
         match call.status {
             CallStatus::Ringing => {}
-            CallStatus::Active if call.callee_connection.as_deref() == connection => return Ok(call),
+            CallStatus::Active if call.callee_connection.as_deref() == connection => {
+                // A repeat (its first answer may have been lost before the first tick was
+                // queued): queue it again; a duplicate tick changes nothing.
+                if call.billed_minutes == 0 {
+                    let due = call.accepted_ms.unwrap_or(call.created_ms) + self.period_ms(&call);
+                    self.queue_tick(&call.id, 1, due).await;
+                }
+                return Ok(call);
+            }
             _ => return Err(CallError::NotRinging),
         }
         let accepted = now_ms();
@@ -542,6 +550,14 @@ impl Calls {
                     _ => Err(CallError::NotRinging),
                 }
             }
+            // The write may have applied with its answer lost: if it did, go on as answered.
+            Err(LedgerError::Store(e)) => match store::get_call(&self.table, &call.id).await? {
+                Some(now) if now.status == CallStatus::Active && now.callee_connection.as_deref() == connection => {
+                    self.queue_tick(&call.id, 1, now.accepted_ms.unwrap_or(accepted) + self.period_ms(&now)).await;
+                    Ok(now)
+                }
+                _ => Err(CallError::Store(e)),
+            },
             Err(e) => Err(e.into()),
         }
     }
@@ -559,7 +575,8 @@ impl Calls {
         if &call.caller != by && &call.callee != by {
             return Err(CallError::NotFound);
         }
-        self.finish(id, reason).await
+        // The reason was chosen for this status: a call answered meanwhile is not "canceled".
+        self.finish_from(id, reason, Some(call.status)).await
     }
 
     /// [`Calls::end`] without a party check (the system ends it). Returns the call after, and
@@ -887,8 +904,14 @@ impl Calls {
             BillingMessage::RingTimeout { call_id } => {
                 let Ok(id) = CallId::parse(call_id) else { return Ok(()) };
                 if let Some(call) = store::get_call(&self.table, &id).await? {
-                    if call.status == CallStatus::Ringing {
-                        let (ended, changed) = self.finish(&id, "no_answer").await?;
+                    let rang_ms = now_ms() - call.created_ms;
+                    let ring_ms = i64::try_from(self.settings.ring_seconds).unwrap_or(60) * 1000;
+                    if call.status == CallStatus::Ringing && rang_ms + 1000 < ring_ms {
+                        // Early (a message sent sooner than its call's ring time): not yet.
+                        let wait = (ring_ms - rang_ms + 999) / 1000;
+                        self.queue(message, wait).await.map_err(StoreError::Unavailable)?;
+                    } else if call.status == CallStatus::Ringing {
+                        let (ended, changed) = self.finish_from(&id, "no_answer", Some(CallStatus::Ringing)).await?;
                         if changed {
                             self.announce(&ended).await;
                         }
@@ -963,8 +986,13 @@ impl Calls {
             }
             _ => None,
         };
+        if call.status == CallStatus::Ended {
+            // Ended, not paid out yet (the end's payout failed): pay it now.
+            self.payout(&call).await?;
+            return Ok(Swept::Nothing);
+        }
         if let Some(reason) = reason {
-            let (after, changed) = self.finish(id, reason).await?;
+            let (after, changed) = self.finish_from(id, reason, Some(call.status)).await?;
             if changed {
                 self.announce(&after).await;
                 return Ok(Swept::Ended);

@@ -118,14 +118,16 @@ impl Signaling {
     /// # Errors
     /// Storage failures.
     pub async fn disconnect(&self, req: &WsRequest) -> Result<(), WsError> {
-        let Some(user) = store::delete_connection(&self.calls.table, &req.connection_id).await? else { return Ok(()) };
+        // Read before deleting: a delete retried after a lost answer finds nothing to return.
+        let Some(user) = store::connection_user(&self.calls.table, &req.connection_id).await? else { return Ok(()) };
+        store::delete_connection(&self.calls.table, &req.connection_id).await?;
         let (ids, _) = store::calls_of(&self.calls.table, &user, 10, None).await?;
         for id in ids {
             let Some(call) = store::get_call(&self.calls.table, &id).await? else { continue };
             let bound = call.caller_connection.as_deref() == Some(req.connection_id.as_str())
                 || call.callee_connection.as_deref() == Some(req.connection_id.as_str());
             if bound && call.status != CallStatus::Ended {
-                let (ended, changed) = self.calls.finish(&id, "disconnected").await?;
+                let (ended, changed) = self.calls.finish_from(&id, "disconnected", Some(call.status)).await?;
                 if changed {
                     self.calls.announce(&ended).await;
                 }
@@ -188,7 +190,7 @@ impl Signaling {
             }
         }
         if rang == 0 {
-            let (ended, changed) = self.calls.finish(&call.id, "unavailable").await?;
+            let (ended, changed) = self.calls.finish_from(&call.id, "unavailable", Some(CallStatus::Ringing)).await?;
             if changed {
                 self.calls.announce(&ended).await;
             }
@@ -250,10 +252,15 @@ impl Signaling {
         if call.callee != user {
             return Err(WsError::from(CallError::NotCallee).for_call(id.as_str()));
         }
+        if call.status == CallStatus::Ended && call.end_reason.as_deref() == Some("rejected") {
+            // A repeat (its first answer lost): the same outcome, told again.
+            self.calls.announce(&call).await;
+            return Ok(());
+        }
         if call.status != CallStatus::Ringing {
             return Err(WsError::from(CallError::NotRinging).for_call(id.as_str()));
         }
-        let (ended, changed) = self.calls.finish(&id, "rejected").await?;
+        let (ended, changed) = self.calls.finish_from(&id, "rejected", Some(CallStatus::Ringing)).await?;
         if !changed && ended.end_reason.as_deref() != Some("rejected") {
             return Err(WsError::from(CallError::NotRinging).for_call(id.as_str()));
         }
@@ -273,7 +280,12 @@ impl Signaling {
         let id = Self::call_id(&input.call_id)?;
         let call = self.calls.get_for(&user, id.as_str()).await.map_err(|e| WsError::from(e).for_call(id.as_str()))?;
         let reason = match (call.status, call.caller == user) {
-            (CallStatus::Ended, _) => return Err(WsError::from(CallError::Ended).for_call(id.as_str())),
+            // Already over (a repeat whose first answer was lost, or the other party was first):
+            // tell both how it ended, again.
+            (CallStatus::Ended, _) => {
+                self.calls.announce(&call).await;
+                return Ok(());
+            }
             (CallStatus::Ringing, true) => "canceled",
             (CallStatus::Ringing, false) => "rejected",
             (CallStatus::Active, _) => "hangup",
