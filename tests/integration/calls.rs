@@ -549,3 +549,76 @@ async fn a_restricted_wallet_cannot_place_a_call() {
     assert_eq!(phone_of_caller.next_of_type("error", WAIT).await["code"], "wallet_restricted");
     callee.expect_silence(Duration::from_millis(500)).await;
 }
+
+#[tokio::test]
+async fn the_sweeper_pays_out_a_call_whose_payout_failed_and_hangs_up_are_never_lost() {
+    let app = TestApp::spawn().await;
+    let (caller_id, _) = user_with(&app, "100.00").await;
+    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let calls = purse::service::calls::Calls::from_env(&app.function_env("sqs_call_billing"), &app.aws).unwrap();
+    let (caller, callee) = (UserId::parse(&caller_id).unwrap(), UserId::parse(&callee_id).unwrap());
+    let call = calls.place(&caller, &callee, "app", None, None).await.unwrap();
+    calls.accept(&callee, call.id.as_str(), None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(CALL_PERIOD_SECONDS)).await;
+    calls.tick(&call.id, 1).await.unwrap().expect("minute 1 billed");
+
+    // The end's write lands but its payout does not (the process died in between): the call
+    // is ENDED, its escrow still full, the callee not paid yet.
+    let end = purse::store::calls::escrow_update(
+        &app.table,
+        &call.id,
+        purse::store::calls::EscrowCredit {
+            billed: 1,
+            charge: "1.00".parse().unwrap(),
+            set: "#status = :ended, end_reason = :reason",
+            values: vec![
+                (":ended", aws_sdk_dynamodb::types::AttributeValue::S("ENDED".into())),
+                (":reason", aws_sdk_dynamodb::types::AttributeValue::S("hangup".into())),
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let escrow = ledger::Escrow { account: AccountId::call(&call.id), update: end };
+    let posting = ledger::HeldPosting { charge: "1.00".parse().unwrap(), escrow, next: None, extra: vec![] };
+    ledger::post_held(&app.table, &purse::service::calls::minute_id(&call.id, 2), posting).await.unwrap();
+    assert_eq!(app.wallet_of(&callee_id).await.0, "0.00");
+    app.assert_ledger_balanced().await;
+
+    let swept = calls.sweep().await.unwrap();
+    assert_eq!(swept["paid_out"], 1, "{swept}");
+    // 11.00 charged: 7.70 to the callee, 3.30 to the platform, once.
+    assert_eq!(app.wallet_of(&callee_id).await.0, "7.70");
+    assert_eq!(calls.sweep().await.unwrap()["examined"], 0);
+    let view = call_of_direct(&calls, &callee, &call.id).await;
+    assert_eq!((view["amount"].as_str(), view["status"].as_str()), (Some("7.70"), Some("ENDED")));
+    let earnings = app.get("/v1/transactions?type=CALL_EARNING", Some(&callee_token)).await;
+    assert_eq!(earnings.json["items"].as_array().unwrap().len(), 1, "{}", earnings.text);
+    app.assert_ledger_balanced().await;
+}
+
+async fn call_of_direct(calls: &purse::service::calls::Calls, user: &UserId, id: &CallId) -> Value {
+    let call = calls.get_for(user, id.as_str()).await.unwrap();
+    serde_json::to_value(purse::service::calls::CallView::of(&call, user)).unwrap()
+}
+
+#[tokio::test]
+async fn a_hang_up_that_crosses_the_answer_still_ends_the_call() {
+    let app = TestApp::spawn_serving_ws().await;
+    let (caller_id, caller_token) = user_with(&app, "100.00").await;
+    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let mut caller = phone(&app, &caller_token).await;
+    let mut callee = phone(&app, &callee_token).await;
+    caller.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
+    let call_id = caller.next_of_type("call.ringing", WAIT).await["call_id"].as_str().unwrap().to_owned();
+    callee.next_of_type("call.incoming", WAIT).await;
+    // Both at once: the answer and the caller's hang-up.
+    callee.send(&json!({"action": "call.accept", "call_id": call_id})).await;
+    caller.send(&json!({"action": "call.end", "call_id": call_id})).await;
+    let told = caller.next_of_type("call.ended", WAIT).await;
+    assert!(told["reason"] == "canceled" || told["reason"] == "hangup", "{told}");
+    let call = ended(&app, &caller_token, &call_id).await;
+    assert_eq!(call["status"], "ENDED");
+    assert_eq!(app.wallet_of(&caller_id).await.2, "0.00");
+    app.assert_ledger_balanced().await;
+}

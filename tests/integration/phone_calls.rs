@@ -250,7 +250,8 @@ async fn a_phone_call_holds_what_the_balance_pays_for_and_charges_the_talk_time_
     assert_eq!(app.wallet_of(&callee_id).await.0, coins(callee_part));
     assert_eq!(revenue(&app).await - revenue_before, platform_part);
 
-    // Both see the one movement in their history: the caller the charge, the callee their share.
+    // Both see it in their history: the caller the charge (into the call's escrow), the callee
+    // the payout of their share (its other leg is the platform's).
     let paid_out = history(&app, &caller_token).await;
     let charges: Vec<_> = paid_out.iter().filter(|t| t["type"] == "CALL_CHARGE").collect();
     assert_eq!(charges.len(), 1, "{paid_out:?}");
@@ -260,11 +261,11 @@ async fn a_phone_call_holds_what_the_balance_pays_for_and_charges_the_talk_time_
     );
     let earned = history(&app, &callee_token).await;
     assert_eq!(earned.len(), 1, "{earned:?}");
-    assert_eq!(earned[0]["id"], charges[0]["id"]);
     assert_eq!(
         (earned[0]["type"].as_str(), earned[0]["amount"].as_str(), earned[0]["direction"].as_str()),
-        (Some("CALL_CHARGE"), Some(coins(callee_part).as_str()), Some("credit"))
+        (Some("CALL_EARNING"), Some(coins(callee_part).as_str()), Some("credit"))
     );
+    assert_eq!(earned[0]["reference"], call_id.as_str());
 
     // The provider repeats its status callback, and its Dial action: nothing changes.
     let sid = record["call_sid"].as_str().unwrap();

@@ -12,7 +12,6 @@ pub mod transaction;
 
 pub use store::{
     CreditCounter, Escrow, HeldPosting, LedgerError, Leg, NewHold, NewSplit, Quota, Recovery, Reversed, Settled,
-    SplitPosting,
 };
 pub use transaction::{NewTransaction, Side, Transaction, TransactionStatus, TransactionType};
 

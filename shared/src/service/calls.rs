@@ -3,23 +3,28 @@
 //! ## Billing
 //!
 //! The caller pays the callee's price per minute (fixed when the call is placed); the callee
-//! earns a configured share, the platform keeps the rest. Every minute is one ledger movement
-//! `CALL_CHARGE` whose id derives from `<call id>#<minute>`, so it exists at most once:
+//! earns a configured share, the platform keeps the rest. The call's own item is a ledger
+//! account, its **escrow** (`call:<id>`). Every minute is one ledger movement `CALL_CHARGE`
+//! from the caller's wallet into the escrow, whose id derives from `<call id>#<minute>`, so it
+//! exists at most once:
 //!
 //! 1. On answer, minute 1 is **held** on the caller's wallet in the same write that turns the
 //!    call ACTIVE, and a delayed SQS message (the billing tick of minute 1) is queued for the end
 //!    of the period.
-//! 2. The tick of minute *k* **posts** minute *k* as a split movement (caller → callee's share +
-//!    platform's rest) and **holds** minute *k+1*, in one write conditioned on the call being
-//!    ACTIVE with *k−1* minutes billed. A duplicate or late tick finds *k* billed (or the call
-//!    ended) and changes nothing. Then it queues the tick of *k+1*.
+//! 2. The tick of minute *k* **posts** minute *k* into the escrow and **holds** minute *k+1*, in
+//!    one write (4 items, 8 write units) conditioned on the call being ACTIVE with *k−1* minutes
+//!    billed. A duplicate or late tick finds *k* billed (or the call ended) and changes nothing.
+//!    Then it queues the tick of *k+1*.
 //! 3. When minute *k+1* cannot be held, minute *k* is posted alone and the call ends with
 //!    `insufficient_funds`, in one write; both parties are told.
 //! 4. On end (either party, a disconnect, the maximum duration, or the sweeper), the running
 //!    minute is charged **per second, rounded up to the coin's smallest unit** — never more than
 //!    the minute held — and the rest of the hold is released, in one write that also ends the
-//!    call. Shares: the callee's part is rounded down to the smallest unit; the platform keeps
-//!    the remainder, so the legs always sum to the charge exactly.
+//!    call.
+//! 5. Then the escrow is **paid out** once ([`Calls::payout`]): one `CALL_EARNING` movement with
+//!    two legs, the callee's share (rounded down to the smallest unit) to their wallet and the
+//!    rest to platform revenue, so the legs always sum to the charge exactly. A payout that
+//!    fails is retried by the sweeper; the callee's wallet is written once per call.
 //!
 //! Nothing here trusts a clock more than it must: a tick that arrives early is re-queued for
 //! its due time; a tick lost for good is replayed by the sweeper ([`Calls::sweep`]).
@@ -696,12 +701,20 @@ impl Calls {
                 }
             }
             let ended = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
-            self.payout(&ended).await?;
+            self.payout_or_later(&ended).await;
             tracing::info!(call_id = %id, reason, charged = %ended.charged, "call ended");
             let ended = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
             return Ok((ended, true));
         }
         Err(StoreError::Unavailable("the call kept changing while it was being ended".into()).into())
+    }
+
+    /// [`Calls::payout`], a failure logged: the call has ended either way and its parties are
+    /// told; the sweeper pays out every ended call left unsettled.
+    async fn payout_or_later(&self, call: &Call) {
+        if let Err(e) = self.payout(call).await {
+            tracing::warn!(call_id = %call.id, error = %e, "call payout failed; the sweeper retries it");
+        }
     }
 
     /// Pays an ended call's escrow out, once: the callee's share (rounded down to the smallest
@@ -738,8 +751,20 @@ impl Calls {
             reference: Some(call.id.to_string()),
         };
         match ledger::transfer_split(&self.table, &split, settle).await {
-            // Paid before (a repeat), or settled by someone else meanwhile.
-            Ok(_) | Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => Ok(()),
+            Ok(_) => {
+                tracing::info!(call_id = %call.id, %total, earned = %callee_part, "call paid out");
+                Ok(())
+            }
+            // Paid before (a repeat), or settled by someone else meanwhile: look.
+            Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => {
+                match store::get_call(&self.table, &call.id).await? {
+                    Some(now) if !now.settled => {
+                        tracing::error!(call_id = %call.id, charged = %now.charged, "call escrow does not match what it charged; not paid out");
+                        Err(StoreError::Corrupt(format!("escrow of {} does not match its charges", call.id)).into())
+                    }
+                    _ => Ok(()),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -831,7 +856,7 @@ impl Calls {
                     if after.status == CallStatus::Active {
                         self.queue_tick(id, minute + 1, due + period_ms).await;
                     } else {
-                        self.payout(&after).await?;
+                        self.payout_or_later(&after).await;
                         after = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
                     }
                     tracing::info!(call_id = %id, minute, status = after.status.as_str(), "call minute billed");
@@ -929,7 +954,7 @@ impl Calls {
     /// Storage failures.
     pub async fn sweep(&self) -> Result<serde_json::Value, CallError> {
         use futures::StreamExt;
-        let (mut examined, mut ended, mut replayed, mut failed) = (0_u32, 0_u32, 0_u32, 0_u32);
+        let (mut examined, mut ended, mut replayed, mut paid_out, mut failed) = (0_u32, 0_u32, 0_u32, 0_u32, 0_u32);
         for shard in 0..store::LIVE_SHARDS {
             let ids = store::live_calls(&self.table, shard, 500).await?;
             examined += u32::try_from(ids.len()).unwrap_or(u32::MAX);
@@ -944,6 +969,7 @@ impl Calls {
                 match result {
                     Ok(Swept::Ended) => ended += 1,
                     Ok(Swept::Replayed) => replayed += 1,
+                    Ok(Swept::PaidOut) => paid_out += 1,
                     Ok(Swept::Nothing) => {}
                     Err(e) => {
                         failed += 1;
@@ -952,7 +978,13 @@ impl Calls {
                 }
             }
         }
-        Ok(serde_json::json!({"examined": examined, "ended": ended, "ticks_replayed": replayed, "failed": failed}))
+        Ok(serde_json::json!({
+            "examined": examined,
+            "ended": ended,
+            "ticks_replayed": replayed,
+            "paid_out": paid_out,
+            "failed": failed,
+        }))
     }
 
     async fn sweep_one(&self, id: &CallId) -> Result<Swept, CallError> {
@@ -989,7 +1021,7 @@ impl Calls {
         if call.status == CallStatus::Ended {
             // Ended, not paid out yet (the end's payout failed): pay it now.
             self.payout(&call).await?;
-            return Ok(Swept::Nothing);
+            return Ok(Swept::PaidOut);
         }
         if let Some(reason) = reason {
             let (after, changed) = self.finish_from(id, reason, Some(call.status)).await?;
@@ -1064,6 +1096,7 @@ enum Swept {
     Nothing,
     Ended,
     Replayed,
+    PaidOut,
 }
 
 /// A page of calls.

@@ -114,9 +114,6 @@ struct Position {
     k: String,
     /// Its transaction id.
     t: String,
-    /// Its sort key when it is not the movement itself (`VIEW#<user>`: a callee's entry).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    v: Option<String>,
 }
 
 /// The longest cursor accepted (ours are about 150 characters).
@@ -194,9 +191,6 @@ pub async fn list(
             let id = TransactionId::parse(&pos.t)
                 .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is not valid"))?;
             let mut k = transaction_key(&id);
-            if let Some(sk) = pos.v.filter(|v| v.starts_with("VIEW#")) {
-                k.insert("sk".into(), s(sk));
-            }
             k.insert("gsi1pk".into(), s(&partition));
             k.insert("gsi1sk".into(), s(pos.k));
             Some(k)
@@ -264,7 +258,6 @@ pub async fn list(
                 next = Some(Position {
                     k: k.str("gsi1sk")?.to_owned(),
                     t: k.str("pk")?.trim_start_matches("TXN#").to_owned(),
-                    v: k.opt_str("sk").filter(|sk| sk.starts_with("VIEW#")).map(str::to_owned),
                 });
                 if items.len() >= filters.limit {
                     break;
@@ -288,11 +281,8 @@ pub async fn get(table: &Table, user: &UserId, id: &str) -> Result<TransactionVi
     let not_found = || ApiError::not_found("no such transaction");
     let id = TransactionId::parse(id).map_err(|_| not_found())?;
     let tx = ledger::get_transaction(table, &id).await?.ok_or_else(not_found)?;
-    if &tx.user_id == user {
-        return Ok(TransactionView::of(&tx, user));
+    if &tx.user_id != user {
+        return Err(not_found());
     }
-    // A split movement another user paid that credited this one (a callee's call earnings):
-    // their own history entry, with their leg's amount.
-    let entry = crate::store::get_item(table, ledger::view_key(&id, user)).await?.ok_or_else(not_found)?;
-    Ok(TransactionView::of(&transaction_from_item(&entry)?, user))
+    Ok(TransactionView::of(&tx, user))
 }

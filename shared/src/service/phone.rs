@@ -18,10 +18,11 @@
 //!    less than one period hears so and is hung up on (the call ends `insufficient_funds`).
 //! 3. When the Dial ends the provider POSTs its action (`?leg=dial`) with `DialCallDuration`,
 //!    the seconds the callee talked. They are charged per second, rounded up to the coin's
-//!    smallest unit and never more than held, split between the callee's wallet and platform
-//!    revenue ([`shares`]); the rest of the hold is released and the call ends, all in one write
-//!    conditioned on the call being ACTIVE ([`TelephonyWebhooks::settle`]). No talk at all
-//!    releases the whole hold.
+//!    smallest unit and never more than held, into the call's escrow; the rest of the hold is
+//!    released and the call ends, all in one write conditioned on the call being ACTIVE
+//!    ([`TelephonyWebhooks::settle`]); then the escrow is paid out, the callee's share to their
+//!    wallet and the rest to platform revenue ([`Calls::payout`]). No talk at all releases the
+//!    whole hold.
 //! 4. The status callback comes once the whole call is over ([`TelephonyWebhooks::status`]). If
 //!    the Dial action never settled the call (it failed or never came), the talk seconds are read
 //!    from the provider's Calls resource (the Dial's child leg) and settled the same way.
@@ -38,12 +39,12 @@
 use crate::config::{Env, InitError};
 use crate::domain::ids::{CallId, UserId};
 use crate::error::ApiError;
-use crate::ledger::store::{self as ledger, LedgerError, NewHold, SplitPosting};
+use crate::ledger::store::{self as ledger, Escrow, HeldPosting, LedgerError, NewHold};
 use crate::ledger::{AccountId, Side, TransactionStatus, TransactionType};
 use crate::money::{Amount, Currency};
 use crate::secrets::SecretString;
-use crate::service::calls::{ceil_unit, minute_id, shares, CallError, Calls};
-use crate::store::calls::{self as call_store, Call, CallStatus};
+use crate::service::calls::{ceil_unit, minute_id, CallError, Calls};
+use crate::store::calls::{self as call_store, Call, CallStatus, EscrowCredit};
 use crate::store::item::{n, s};
 use crate::store::phone as claims;
 use crate::store::{now_epoch, now_rfc3339, StoreError};
@@ -426,7 +427,7 @@ impl TelephonyWebhooks {
                 kind: TransactionType::CallCharge,
                 amount: Amount::new(amount, CURRENCY).map_err(|_| StoreError::Corrupt("phone call hold".into()))?,
                 currency: CURRENCY,
-                credit: Side::Account(AccountId::wallet(&call.callee)),
+                credit: Side::Account(AccountId::call(&id)),
                 description: format!("Phone call {id}"),
                 reference: Some(id.to_string()),
             };
@@ -499,8 +500,9 @@ impl TelephonyWebhooks {
     }
 
     /// Settles an ACTIVE phone call for `talk_seconds` of talk (at most what was paid for):
-    /// charged per second, split between the callee and platform revenue, the rest of the hold
-    /// released, the call ended, in one write conditioned on the call being ACTIVE. Returns the
+    /// charged per second into the call's escrow, the rest of the hold released, the call
+    /// ended, in one write conditioned on the call being ACTIVE; then the escrow is paid out to
+    /// the callee and platform revenue ([`Calls::payout`]). Returns the
     /// call after, and whether this settled it (`false`: it was settled before).
     ///
     /// # Errors
@@ -510,6 +512,8 @@ impl TelephonyWebhooks {
         for _ in 0..8 {
             let call = call_store::get_call(table, id).await?.ok_or(CallError::NotFound)?;
             if call.status != CallStatus::Active {
+                // Ended before (a duplicate callback); pay it out if that did not happen yet.
+                self.calls.payout(&call).await?;
                 return Ok((call, false));
             }
             let movement = minute_id(id, 1);
@@ -521,38 +525,44 @@ impl TelephonyWebhooks {
             let paid = call.paid_seconds.unwrap_or(0);
             let talk = talk_seconds.min(paid);
             let charge = charge_for(call.price_per_minute, talk, call.period_seconds).min(held);
-            let (callee_part, platform_part) = shares(charge, call.callee_share_percent);
             let max_seconds = u64::from(self.calls.settings.max_minutes) * call.period_seconds;
             let reason = end_reason(dial_status, talk, paid, max_seconds);
-            let end = call_store::call_update(
-                table,
-                id,
-                CallStatus::Active,
-                None,
-                // Paid out in this very write (nothing goes through the call's escrow): settled.
-                "SET #status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :d, charged = :c, \
-                 earned = :e, billed_minutes = :b, settled = :yes REMOVE gsi2pk, gsi2sk, next_tick_ms",
-                vec![
-                    (":ended", s(CallStatus::Ended.as_str())),
-                    (":reason", s(reason)),
-                    (":at", s(now_rfc3339())),
-                    (":d", n(talk)),
-                    (":c", n(charge)),
-                    (":e", n(callee_part)),
-                    (":b", n(talk.div_ceil(call.period_seconds.max(1)))),
-                    (":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
-                ],
-            )?;
+            let at = now_rfc3339();
+            // The talk time is charged into the call's escrow in the write that ends the call;
+            // the escrow is then paid out to the callee and the platform (`Calls::payout`).
+            let end = |charge: Decimal| {
+                call_store::escrow_update(
+                    table,
+                    id,
+                    EscrowCredit {
+                        billed: call.billed_minutes,
+                        charge,
+                        whole_minute: false,
+                        set: "#status = :ended, end_reason = :reason, ended_at = :at, duration_seconds = :d, \
+                              billed_minutes = :b",
+                        values: vec![
+                            (":ended", s(CallStatus::Ended.as_str())),
+                            (":reason", s(reason)),
+                            (":at", s(&at)),
+                            (":d", n(talk)),
+                            (":b", n(talk.div_ceil(call.period_seconds.max(1)))),
+                        ],
+                        remove: "next_tick_ms",
+                    },
+                )
+            };
             let result = if charge > Decimal::ZERO {
-                let legs = self.calls.legs(&call, callee_part, platform_part);
-                ledger::post_split(table, &movement, SplitPosting { charge, legs, next: None, extra: vec![end] })
+                let escrow = Escrow { account: AccountId::call(id), update: end(charge)? };
+                ledger::post_held(table, &movement, HeldPosting { charge, escrow, next: None, extra: vec![] })
                     .await
                     .map(|settled| settled.changed)
             } else {
-                ledger::fail_and(table, &movement, "phone call ended without talk", vec![end]).await.map(|s| s.changed)
+                ledger::fail_and(table, &movement, "call_ended", vec![end(Decimal::ZERO)?]).await.map(|s| s.changed)
             };
             match result {
                 Ok(true) => {
+                    let ended = call_store::get_call(table, id).await?.ok_or(CallError::NotFound)?;
+                    self.calls.payout(&ended).await?;
                     let ended = call_store::get_call(table, id).await?.ok_or(CallError::NotFound)?;
                     tracing::info!(call_id = %id, talk, charged = %charge, reason, "phone call settled");
                     return Ok((ended, true));

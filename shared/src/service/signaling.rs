@@ -290,7 +290,11 @@ impl Signaling {
             (CallStatus::Ringing, false) => "rejected",
             (CallStatus::Active, _) => "hangup",
         };
-        let (ended, changed) = self.calls.end(&user, &id, reason).await?;
+        let (mut ended, mut changed) = self.calls.end(&user, &id, reason).await?;
+        if !changed && call.status == CallStatus::Ringing && ended.status == CallStatus::Active {
+            // Answered while the hang-up was on its way: it still means "end it".
+            (ended, changed) = self.calls.end(&user, &id, "hangup").await?;
+        }
         if changed {
             self.calls.announce(&ended).await;
         }

@@ -37,10 +37,16 @@ impl TransactionView {
     pub fn of(tx: &Transaction, owner: &UserId) -> Self {
         let wallet = AccountId::wallet(owner);
         // A split movement (a call's payout) shows the owner their own leg.
-        let own_leg = tx.legs.iter().find(|(account, _)| account == wallet.as_str()).map(|(_, amount)| *amount);
+        // (None of it, when their leg was zero and left out: the whole went elsewhere.)
+        let own_leg = (!tx.legs.is_empty()).then(|| {
+            tx.legs
+                .iter()
+                .find(|(account, _)| account == wallet.as_str())
+                .map_or(rust_decimal::Decimal::ZERO, |(_, a)| *a)
+        });
         // `none`: a movement of the owner's that did not touch their wallet (the part of a
         // reversal the wallet could not cover, owed instead).
-        let direction = if own_leg.is_some() || tx.credit_account == wallet.as_str() {
+        let direction = if own_leg.is_some_and(|a| !a.is_zero()) || tx.credit_account == wallet.as_str() {
             "credit"
         } else if tx.debit_account == wallet.as_str() {
             "debit"

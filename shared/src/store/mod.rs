@@ -236,6 +236,14 @@ pub async fn transact(table: &Table, items: Vec<TransactWriteItem>) -> Result<()
                     COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
                     StoreError::Unavailable(format!("transaction conflict: {reasons:?}"))
                 }
+                // An item of the transaction was throttled (a hot item, such as a popular
+                // callee's wallet): transient, retried like a conflict with the same token.
+                Some(reasons)
+                    if reasons.iter().any(|r| r == "ThrottlingError" || r == "ProvisionedThroughputExceeded") =>
+                {
+                    COUNTERS.transient.fetch_add(1, Ordering::Relaxed);
+                    StoreError::Unavailable(format!("transaction throttled: {reasons:?}"))
+                }
                 Some(reasons) => return Err(TransactError::Refused(reasons)),
                 None => {
                     let err = StoreError::dynamo(e);
