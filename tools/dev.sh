@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make dev`: the whole system on localhost. Starts the emulator, the Revio sandbox and the KYC
-# sandbox, provisions them from template.yaml, and serves every function (HTTP routes, the Revio
-# webhook URL, SQS consumers, scheduled jobs) on http://127.0.0.1:${PURSE_PORT:-3000}. Ctrl-C
-# stops all.
+# `make dev`: the whole system on localhost. Starts the emulator, the Revio, KYC and telephony
+# sandboxes, provisions them from template.yaml, and serves every function (HTTP routes, the
+# webhook URLs, SQS consumers, scheduled jobs) on http://127.0.0.1:${PURSE_PORT:-3000} and the
+# WebSocket API on ws://127.0.0.1:${PURSE_WS_PORT:-3001}. Ctrl-C stops all.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,11 +11,13 @@ export PURSE_PORT="${PURSE_PORT:-3000}"
 export PURSE_EMULATOR_PORT="${PURSE_EMULATOR_PORT:-4566}"
 export PURSE_REVIO_PORT="${PURSE_REVIO_PORT:-4580}"
 export PURSE_KYC_PORT="${PURSE_KYC_PORT:-4590}"
+export PURSE_TELEPHONY_PORT="${PURSE_TELEPHONY_PORT:-4600}"
 export AWS_ENDPOINT_URL="http://127.0.0.1:${PURSE_EMULATOR_PORT}"
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export PURSE_REVIO_URL="http://127.0.0.1:${PURSE_REVIO_PORT}"
 export PURSE_KYC_URL="http://127.0.0.1:${PURSE_KYC_PORT}"
+export PURSE_TELEPHONY_URL="http://127.0.0.1:${PURSE_TELEPHONY_PORT}"
 # The sandbox's hosted checkout sends the browser back to the dev server.
 export REVIO_SANDBOX_RETRY_BASE_MS="${REVIO_SANDBOX_RETRY_BASE_MS:-1000}"
 export KYC_SANDBOX_RETRY_BASE_MS="${KYC_SANDBOX_RETRY_BASE_MS:-1000}"

@@ -16,6 +16,7 @@
 //! | `KycSubmitted` | a KYC attempt was recorded |
 //! | `KycReviewsOpened` | a KYC attempt needs a person (no result after polling, or the provider lost it) |
 //! | `ReferralRewardsPaid` | a referral reward was paid |
+//! | `PstnCallsStuck` | a phone call is past its time limit, its provider callbacks never came and the provider has not finished it (left ACTIVE, held) |
 
 /// The namespace every metric is published in.
 pub const NAMESPACE: &str = "Purse";

@@ -1670,7 +1670,9 @@ async fn the_call_events_place_answer_signal_bill_sweep_and_end_a_call() {
     // Nothing polls the queue here, so the tick of minute 2 is as good as lost: overdue by more
     // than the sweeper's grace (5 s and half a period), it is replayed by the sweeper.
     sleep_until(accepted + 2 * period + 5_000 + period / 2 + 500).await;
-    let report = run_scheduled(&app, "schedule_call_sweeper.json").await.expect("a sweep runs");
+    let sweep = run_scheduled(&app, "schedule_call_sweeper.json").await.expect("a sweep runs");
+    let report = &sweep["calls"];
+    assert_eq!(sweep["phone_calls"]["stuck"], 0, "{sweep}");
     assert_eq!(
         (report["examined"].as_u64(), report["ended"].as_u64(), report["ticks_replayed"].as_u64()),
         (Some(1), Some(0), Some(1)),
