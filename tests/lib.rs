@@ -749,6 +749,29 @@ impl TestApp {
 // ------------------------------------------------------------------------------------------
 
 impl TestApp {
+    /// A signed-in user whose wallet holds `amount` (credited by a posted adjustment, not a
+    /// deposit: no provider involved): (user id, access token).
+    pub async fn user_with(&self, amount: &str) -> (String, String) {
+        let (id, token) = self.user_token().await;
+        if amount != "0.00" {
+            use purse::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionType};
+            let user = purse::domain::ids::UserId::parse(&id).expect("user id");
+            let credit = NewTransaction {
+                id: purse::domain::ids::TransactionId::generate(),
+                user_id: user.clone(),
+                kind: TransactionType::Adjustment,
+                amount: purse::money::Amount::parse(amount, purse::money::Currency::Coin).expect("an amount"),
+                currency: purse::money::Currency::Coin,
+                debit: Side::System(SystemAccount::Adjustments),
+                credit: Side::Account(AccountId::wallet(&user)),
+                description: "test funds".into(),
+                reference: None,
+            };
+            purse::ledger::store::transfer(&self.table, &credit).await.expect("funded");
+        }
+        (id, token)
+    }
+
     /// The environment the function built as `binary` runs with in this stack (to build its
     /// services directly in a test).
     pub fn function_env(&self, binary: &str) -> purse::config::Env {
@@ -834,26 +857,42 @@ impl TestApp {
     /// port with the same router, as `make dev` does: every function that declares
     /// `PURSE_WS_CALLBACK_URL` pushes to it and `PURSE_WS_URL` names it.
     pub async fn spawn_serving_ws() -> WsTestApp {
+        Self::ws_app(true).await
+    }
+
+    /// The WebSocket API alone, without the HTTP server and without queue pollers: for a test
+    /// that feeds functions their events itself and must see what each one did.
+    pub async fn spawn_ws_only() -> WsTestApp {
+        Self::ws_app(false).await
+    }
+
+    async fn ws_app(serving: bool) -> WsTestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ws_callback_url = format!("http://{}", listener.local_addr().expect("addr"));
         let local = provision::local_ws_env(&ws_callback_url);
         let ws_url = local[provision::WS_URL_VAR].clone();
-        let mut app = Self::spawn_serving_with(move |f, mut env| {
+        let adjust = move |f: &purse_local::template::FunctionSpec, mut env: purse::config::Env| {
             for (name, value) in &local {
                 if f.environment.contains_key(name) {
                     env = env.with(name, value.clone());
                 }
             }
             env
-        })
-        .await;
+        };
+        let mut app = if serving { Self::spawn_serving_with(adjust).await } else { Self::spawn_with(adjust).await };
         let stage = app.stack.parameters.get("Stage").cloned().unwrap_or_else(|| "local".into());
         let ws = std::sync::Arc::new(purse_devserver::websocket::WsEndpoint::new(app.router.clone(), &stage));
-        let mut shutdown = app.stop.as_ref().expect("serving").subscribe();
+        let shutdown = app.stop.as_ref().map(tokio::sync::watch::Sender::subscribe);
         let endpoint = ws.clone();
         app.tasks.push(tokio::spawn(async move {
+            // Served until the app stops (or, without a server, until the test's runtime ends).
             let stopped = async move {
-                let _ = shutdown.wait_for(|s| *s).await;
+                match shutdown {
+                    Some(mut stop) => {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             };
             purse_devserver::websocket::serve(listener, endpoint, stopped, std::time::Duration::from_secs(1)).await;
         }));

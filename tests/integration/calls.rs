@@ -3,35 +3,29 @@
 //! billing ticks that arrive twice or late. Test stacks bill a "minute" every
 //! [`CALL_PERIOD_SECONDS`] seconds at the default price (10.00), the callee earning 70 %.
 
-use purse::domain::ids::{CallId, TransactionId, UserId};
+use purse::domain::ids::{CallId, UserId};
 use purse::ledger::store as ledger;
-use purse::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionType};
-use purse::money::{Amount, Currency};
+use purse::ledger::AccountId;
 use purse_tests::{eventually, TestApp, WsClient, WsTestApp, CALL_PERIOD_SECONDS};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A signed-in user whose wallet holds `amount` (credited by a posted adjustment).
-async fn user_with(app: &TestApp, amount: &str) -> (String, String) {
-    let (id, token) = app.user_token().await;
-    if amount != "0.00" {
-        let user = UserId::parse(&id).unwrap();
-        let credit = NewTransaction {
-            id: TransactionId::generate(),
-            user_id: user.clone(),
-            kind: TransactionType::Adjustment,
-            amount: Amount::parse(amount, Currency::Coin).unwrap(),
-            currency: Currency::Coin,
-            debit: Side::System(SystemAccount::Adjustments),
-            credit: Side::Account(AccountId::wallet(&user)),
-            description: "test funds".into(),
-            reference: None,
-        };
-        ledger::transfer(&app.table, &credit).await.unwrap();
-    }
-    (id, token)
+/// A signed-in user with a WebSocket open.
+struct Party {
+    id: String,
+    token: String,
+    ws: WsClient,
+}
+
+/// A caller whose wallet holds `caller_funds` and a callee with nothing, each connected.
+async fn two_parties(app: &WsTestApp, caller_funds: &str) -> (Party, Party) {
+    let (caller_id, caller_token) = app.user_with(caller_funds).await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
+    let caller = Party { ws: phone(app, &caller_token).await, id: caller_id, token: caller_token };
+    let callee = Party { ws: phone(app, &callee_token).await, id: callee_id, token: callee_token };
+    (caller, callee)
 }
 
 /// Opens a WebSocket for `token`'s user with a fresh ticket.
@@ -101,10 +95,10 @@ async fn charges(app: &TestApp, token: &str) -> Vec<Value> {
 #[tokio::test]
 async fn two_users_call_exchange_signals_and_pay_per_minute() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (
+        Party { id: caller_id, token: caller_token, ws: mut caller },
+        Party { id: callee_id, token: callee_token, ws: mut callee },
+    ) = two_parties(&app, "100.00").await;
 
     let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
     // The first minute is held at once.
@@ -179,9 +173,9 @@ async fn two_users_call_exchange_signals_and_pay_per_minute() {
 #[tokio::test]
 async fn a_third_user_cannot_signal_into_or_end_someone_elses_call() {
     let app = TestApp::spawn_serving_ws().await;
-    let (_, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let (_, intruder_token) = user_with(&app, "100.00").await;
+    let (_, caller_token) = app.user_with("100.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
+    let (_, intruder_token) = app.user_with("100.00").await;
     let mut caller = phone(&app, &caller_token).await;
     let mut callee = phone(&app, &callee_token).await;
     let mut intruder = phone(&app, &intruder_token).await;
@@ -218,10 +212,8 @@ async fn a_third_user_cannot_signal_into_or_end_someone_elses_call() {
 #[tokio::test]
 async fn a_caller_with_two_and_a_half_minutes_is_cut_off_at_the_third_and_both_are_told() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "25.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (Party { id: caller_id, token: caller_token, ws: mut caller }, Party { id: callee_id, ws: mut callee, .. }) =
+        two_parties(&app, "25.00").await;
     let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
 
     let cut = caller.next_of_type("call.ended", Duration::from_secs(CALL_PERIOD_SECONDS * 6)).await;
@@ -243,10 +235,8 @@ async fn a_caller_with_two_and_a_half_minutes_is_cut_off_at_the_third_and_both_a
 #[tokio::test]
 async fn duplicate_and_late_billing_ticks_change_nothing() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (Party { id: caller_id, token: caller_token, ws: mut caller }, Party { id: callee_id, ws: mut callee, .. }) =
+        two_parties(&app, "100.00").await;
     let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
     assert_eq!(caller.next_of_type("billing", WAIT).await["minutes_billed"], 1);
 
@@ -283,10 +273,8 @@ async fn duplicate_and_late_billing_ticks_change_nothing() {
 #[tokio::test]
 async fn a_disconnect_ends_and_settles_the_call() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (Party { id: caller_id, token: caller_token, ws: mut caller }, Party { id: callee_id, ws: mut callee, .. }) =
+        two_parties(&app, "100.00").await;
     let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
     callee.close().await;
 
@@ -306,10 +294,8 @@ async fn a_disconnect_ends_and_settles_the_call() {
 #[tokio::test]
 async fn a_rejected_or_unanswered_call_costs_nothing() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (Party { id: caller_id, ws: mut caller, .. }, Party { id: callee_id, token: callee_token, ws: mut callee }) =
+        two_parties(&app, "100.00").await;
 
     caller.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
     let call_id = caller.next_of_type("call.ringing", WAIT).await["call_id"].as_str().unwrap().to_owned();
@@ -338,7 +324,7 @@ async fn a_rejected_or_unanswered_call_costs_nothing() {
     assert_eq!(caller.next_of_type("error", WAIT).await["code"], "cannot_call_self");
     caller.send(&json!({"action": "call.invite", "callee_id": UserId::generate().to_string()})).await;
     assert_eq!(caller.next_of_type("error", WAIT).await["code"], "callee_not_found");
-    let (_, poor_token) = user_with(&app, "9.99").await;
+    let (_, poor_token) = app.user_with("9.99").await;
     let mut poor = phone(&app, &poor_token).await;
     poor.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
     assert_eq!(poor.next_of_type("error", WAIT).await["code"], "insufficient_funds");
@@ -351,7 +337,7 @@ async fn a_rejected_or_unanswered_call_costs_nothing() {
 #[tokio::test]
 async fn a_ticket_opens_one_connection_once_and_nothing_else_does() {
     let app = TestApp::spawn_serving_ws().await;
-    let (_, token) = user_with(&app, "0.00").await;
+    let (_, token) = app.user_with("0.00").await;
     let ticket = app.post("/v1/ws-tickets", &json!({}), Some(&token)).await;
     assert_eq!(ticket.status, 201);
     let url = ticket.json["url"].as_str().unwrap().to_owned();
@@ -369,8 +355,8 @@ async fn a_ticket_opens_one_connection_once_and_nothing_else_does() {
 #[tokio::test]
 async fn a_callee_sets_a_bounded_price_that_new_calls_pay() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("100.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     for (price, status, code) in [
         ("0.50", 422, "price_out_of_range"),
         ("500.01", 422, "price_out_of_range"),
@@ -400,10 +386,10 @@ async fn a_callee_sets_a_bounded_price_that_new_calls_pay() {
 async fn with_faults_on_every_minute_is_billed_exactly_once() {
     let _heavy = purse_tests::HEAVY.lock().await;
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "1000.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (
+        Party { id: caller_id, token: caller_token, ws: mut caller },
+        Party { id: callee_id, token: callee_token, ws: mut callee },
+    ) = two_parties(&app, "1000.00").await;
     let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
 
     app.set_faults("conflict=0.15,throttle=0.05,internal=0.02,lost_response=0.03,seed=11").await;
@@ -457,8 +443,8 @@ async fn with_faults_on_every_minute_is_billed_exactly_once() {
 async fn measured_requests_per_billed_minute() {
     // No pollers: this test runs each tick itself, so the emulator's counters see one tick alone.
     let app = TestApp::spawn().await;
-    let (caller_id, _) = user_with(&app, "100.00").await;
-    let (callee_id, _) = user_with(&app, "0.00").await;
+    let (caller_id, _) = app.user_with("100.00").await;
+    let (callee_id, _) = app.user_with("0.00").await;
     let calls = purse::service::calls::Calls::from_env(&app.function_env("sqs_call_billing"), &app.aws).unwrap();
     let (caller, callee) = (UserId::parse(&caller_id).unwrap(), UserId::parse(&callee_id).unwrap());
     let call = calls.place(&caller, &callee, "app", None, None).await.unwrap();
@@ -490,8 +476,8 @@ async fn measured_requests_per_billed_minute() {
 #[tokio::test]
 async fn answering_on_one_device_stops_the_others_ringing() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("100.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     let mut caller = phone(&app, &caller_token).await;
     let mut laptop = phone(&app, &callee_token).await;
     let mut handset = phone(&app, &callee_token).await;
@@ -529,8 +515,8 @@ async fn answering_on_one_device_stops_the_others_ringing() {
 #[tokio::test]
 async fn a_restricted_wallet_cannot_place_a_call() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("100.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     // A reversal shortfall restricts a wallet (see reversals.rs): mark it as one would.
     let caller = UserId::parse(&caller_id).unwrap();
     app.table
@@ -553,8 +539,8 @@ async fn a_restricted_wallet_cannot_place_a_call() {
 #[tokio::test]
 async fn the_sweeper_pays_out_a_call_whose_payout_failed_and_hangs_up_are_never_lost() {
     let app = TestApp::spawn().await;
-    let (caller_id, _) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, _) = app.user_with("100.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     let calls = purse::service::calls::Calls::from_env(&app.function_env("sqs_call_billing"), &app.aws).unwrap();
     let (caller, callee) = (UserId::parse(&caller_id).unwrap(), UserId::parse(&callee_id).unwrap());
     let call = calls.place(&caller, &callee, "app", None, None).await.unwrap();
@@ -605,10 +591,8 @@ async fn call_of_direct(calls: &purse::service::calls::Calls, user: &UserId, id:
 #[tokio::test]
 async fn a_hang_up_that_crosses_the_answer_still_ends_the_call() {
     let app = TestApp::spawn_serving_ws().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
-    let mut caller = phone(&app, &caller_token).await;
-    let mut callee = phone(&app, &callee_token).await;
+    let (Party { id: caller_id, token: caller_token, ws: mut caller }, Party { id: callee_id, ws: mut callee, .. }) =
+        two_parties(&app, "100.00").await;
     caller.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
     let call_id = caller.next_of_type("call.ringing", WAIT).await["call_id"].as_str().unwrap().to_owned();
     callee.next_of_type("call.incoming", WAIT).await;

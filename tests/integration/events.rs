@@ -305,32 +305,6 @@ async fn run_scheduled(app: &TestApp, file: &str) -> Result<Value, String> {
     job.handler.run_dyn().await
 }
 
-/// Like [`TestApp::spawn_serving_ws`] (the local WebSocket endpoint receives the functions'
-/// pushes and serves real clients), except that nothing polls the queues: the call billing
-/// queue's messages are the event files these tests feed, so what each one does is not raced by
-/// a poller consuming the messages the functions queue.
-async fn ws_app() -> WsTestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ws_callback_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let local = purse_local::provision::local_ws_env(&ws_callback_url);
-    let ws_url = local[purse_local::provision::WS_URL_VAR].clone();
-    let app = TestApp::spawn_with(move |f, mut env| {
-        for (name, value) in &local {
-            if f.environment.contains_key(name) {
-                env = env.with(name, value.clone());
-            }
-        }
-        env
-    })
-    .await;
-    let stage = app.stack.parameters.get("Stage").cloned().unwrap_or_else(|| "local".into());
-    let ws = std::sync::Arc::new(purse_devserver::websocket::WsEndpoint::new(app.router.clone(), &stage));
-    // Served until the test's runtime ends.
-    let serve = purse_devserver::websocket::serve(listener, ws.clone(), std::future::pending(), Duration::from_secs(1));
-    tokio::spawn(serve);
-    WsTestApp { app, ws_url, ws_callback_url, ws }
-}
-
 /// Opens a real WebSocket as the holder of `token`, with the ticket the fed
 /// `http_ws_tickets.json` answers: the client and its connection's id.
 async fn connect(app: &WsTestApp, token: &str) -> (WsClient, String) {
@@ -1547,7 +1521,7 @@ async fn the_game_events_pay_a_reward_and_charge_a_fee_once_per_game_session() {
 
 #[tokio::test]
 async fn the_websocket_events_connect_with_a_ticket_answer_pings_and_unknown_actions_and_forget_a_connection() {
-    let app = ws_app().await;
+    let app = TestApp::spawn_ws_only().await;
     let (user, token) = app.user_token().await;
 
     // POST /v1/ws-tickets: a one-time ticket, valid for 60 s, and the URL to open with it.
@@ -1603,7 +1577,7 @@ async fn the_websocket_events_connect_with_a_ticket_answer_pings_and_unknown_act
 
 #[tokio::test]
 async fn the_call_events_place_answer_signal_bill_sweep_and_end_a_call() {
-    let app = ws_app().await;
+    let app = TestApp::spawn_ws_only().await;
     let (caller, caller_token) = app.user_token().await;
     fund(&app, &caller, "20.00").await;
     let (callee, callee_token) = app.user_token().await;
@@ -1728,7 +1702,7 @@ async fn the_call_events_place_answer_signal_bill_sweep_and_end_a_call() {
 
 #[tokio::test]
 async fn the_call_events_decline_a_call_let_one_ring_out_and_end_one_whose_caller_disconnects() {
-    let app = ws_app().await;
+    let app = TestApp::spawn_ws_only().await;
     let (caller, caller_token) = app.user_token().await;
     fund(&app, &caller, "20.00").await;
     let (callee, callee_token) = app.user_token().await;

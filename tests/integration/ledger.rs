@@ -248,6 +248,22 @@ async fn escrow_balance(app: &TestApp, call: &purse::domain::ids::CallId) -> rus
     store::account_from_item(&item).unwrap().balance
 }
 
+/// Minute `billed + 1` of `call` posted at `charge` into its escrow, holding `next` too.
+fn minute_posting<'a>(
+    app: &TestApp,
+    call: &purse::domain::ids::CallId,
+    billed: u32,
+    charge: &str,
+    next: Option<&'a NewHold>,
+) -> store::HeldPosting<'a> {
+    store::HeldPosting {
+        charge: charge.parse().unwrap(),
+        escrow: minute_into(app, call, billed, charge),
+        next,
+        extra: vec![],
+    }
+}
+
 fn minute_into(app: &TestApp, call: &purse::domain::ids::CallId, billed: u32, charge: &str) -> store::Escrow {
     let credit = purse::store::calls::EscrowCredit {
         billed,
@@ -273,12 +289,7 @@ async fn a_held_minute_is_posted_into_the_escrow_and_the_next_held_in_one_write(
     store::hold(&app.table, &first).await.unwrap();
     let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
 
-    let posting = store::HeldPosting {
-        charge: coins("10.00").value(),
-        escrow: minute_into(&app, &call, 0, "10.00"),
-        next: Some(&next),
-        extra: vec![],
-    };
+    let posting = minute_posting(&app, &call, 0, "10.00", Some(&next));
     assert!(store::post_held(&app.table, &first.id, posting).await.unwrap().changed);
     // Paid 10 of 25 into the call; the next 10 is held: available 5.
     assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
@@ -286,29 +297,14 @@ async fn a_held_minute_is_posted_into_the_escrow_and_the_next_held_in_one_write(
     app.assert_ledger_balanced().await;
 
     // Posting it again changes nothing (and its escrow condition would refuse a second credit).
-    let again = store::HeldPosting {
-        charge: coins("10.00").value(),
-        escrow: minute_into(&app, &call, 0, "10.00"),
-        next: Some(&next),
-        extra: vec![],
-    };
+    let again = minute_posting(&app, &call, 0, "10.00", Some(&next));
     assert!(!store::post_held(&app.table, &first.id, again).await.unwrap().changed);
     // A second minute posted against the wrong count is refused whole.
-    let stale = store::HeldPosting {
-        charge: coins("10.00").value(),
-        escrow: minute_into(&app, &call, 0, "10.00"),
-        next: None,
-        extra: vec![],
-    };
+    let stale = minute_posting(&app, &call, 0, "10.00", None);
     assert!(matches!(store::post_held(&app.table, &next.id, stale).await, Err(LedgerError::ConditionFailed)));
 
     // The last, partial minute: 4.17 charged, 5.83 of the hold released, nothing held next.
-    let last = store::HeldPosting {
-        charge: coins("4.17").value(),
-        escrow: minute_into(&app, &call, 1, "4.17"),
-        next: None,
-        extra: vec![],
-    };
+    let last = minute_posting(&app, &call, 1, "4.17", None);
     store::post_held(&app.table, &next.id, last).await.unwrap();
     assert_eq!(app.wallet_of(caller.as_str()).await, ("10.83".into(), "10.83".into(), "0.00".into()));
     app.assert_ledger_balanced().await;
@@ -368,12 +364,7 @@ async fn a_held_posting_whose_next_hold_does_not_fit_writes_nothing() {
     let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
     store::hold(&app.table, &first).await.unwrap();
     let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
-    let posting = store::HeldPosting {
-        charge: coins("10.00").value(),
-        escrow: minute_into(&app, &call, 0, "10.00"),
-        next: Some(&next),
-        extra: vec![],
-    };
+    let posting = minute_posting(&app, &call, 0, "10.00", Some(&next));
     assert!(matches!(store::post_held(&app.table, &first.id, posting).await, Err(LedgerError::InsufficientFunds)));
     assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
     assert!(store::get_transaction(&app.table, &next.id).await.unwrap().is_none());
@@ -436,12 +427,7 @@ async fn a_split_with_repeated_negative_or_self_legs_is_refused_and_the_audit_ch
     let escrow = Side::Account(AccountId::call(&call));
     let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
     store::hold(&app.table, &first).await.unwrap();
-    let posting = store::HeldPosting {
-        charge: coins("10.00").value(),
-        escrow: minute_into(&app, &call, 0, "10.00"),
-        next: None,
-        extra: vec![],
-    };
+    let posting = minute_posting(&app, &call, 0, "10.00", None);
     store::post_held(&app.table, &first.id, posting).await.unwrap();
     let end = purse::store::calls::call_update(
         &app.table,

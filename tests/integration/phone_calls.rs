@@ -4,10 +4,10 @@
 //! Test stacks bill a "minute" every [`CALL_PERIOD_SECONDS`] seconds at the default price
 //! (10.00) unless the callee set another, the callee earning 70 %, at most 120 periods a call.
 
-use purse::domain::ids::{CallId, TransactionId, UserId};
+use purse::domain::ids::{CallId, UserId};
 use purse::ledger::store as ledger;
-use purse::ledger::{AccountId, NewTransaction, Side, SystemAccount, TransactionType, SYSTEM_ACCOUNT_SHARDS};
-use purse::money::{Amount, Currency};
+use purse::ledger::{AccountId, SystemAccount, SYSTEM_ACCOUNT_SHARDS};
+use purse::money::Currency;
 use purse::service::calls::shares;
 use purse::service::phone::{charge_for, TelephonyWebhooks};
 use purse_tests::{eventually, TelephonySandbox, TestApp, TestResponse, CALL_PERIOD_SECONDS};
@@ -27,27 +27,6 @@ fn dec(text: &str) -> Decimal {
 
 fn coins(value: Decimal) -> String {
     purse::money::format(value, Currency::Coin)
-}
-
-/// A signed-in user whose wallet holds `amount` (credited by a posted adjustment).
-async fn user_with(app: &TestApp, amount: &str) -> (String, String) {
-    let (id, token) = app.user_token().await;
-    if amount != "0.00" {
-        let user = UserId::parse(&id).unwrap();
-        let credit = NewTransaction {
-            id: TransactionId::generate(),
-            user_id: user.clone(),
-            kind: TransactionType::Adjustment,
-            amount: Amount::parse(amount, Currency::Coin).unwrap(),
-            currency: Currency::Coin,
-            debit: Side::System(SystemAccount::Adjustments),
-            credit: Side::Account(AccountId::wallet(&user)),
-            description: "test funds".into(),
-            reference: None,
-        };
-        ledger::transfer(&app.table, &credit).await.unwrap();
-    }
-    (id, token)
 }
 
 /// Platform revenue, all shards together.
@@ -207,8 +186,8 @@ fn pin_request(account: &str, sid: &str, pin: &str) -> Vec<(&'static str, String
 #[tokio::test]
 async fn a_phone_call_holds_what_the_balance_pays_for_and_charges_the_talk_time_per_second() {
     let app = TestApp::spawn_serving().await;
-    let (caller_id, caller_token) = user_with(&app, "600.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("600.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     let revenue_before = revenue(&app).await;
 
     let placed = place(&app, &caller_token, &callee_id).await;
@@ -296,8 +275,8 @@ async fn a_phone_call_holds_what_the_balance_pays_for_and_charges_the_talk_time_
 #[tokio::test]
 async fn a_forged_callback_changes_nothing_and_a_lost_dial_action_is_settled_from_the_providers_records() {
     let app = TestApp::spawn_serving().await;
-    let (caller_id, caller_token) = user_with(&app, "600.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("600.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     let callee = UserId::parse(&callee_id).unwrap();
     purse::store::calls::set_call_price(&app.table, &callee, dec("3.33")).await.unwrap();
     let placed = place(&app, &caller_token, &callee_id).await;
@@ -388,8 +367,8 @@ async fn a_forged_callback_changes_nothing_and_a_lost_dial_action_is_settled_fro
 #[tokio::test]
 async fn a_phone_call_whose_callbacks_never_come_is_left_to_reconciliation_and_settled_from_the_provider() {
     let app = TestApp::spawn_serving().await;
-    let (caller_id, caller_token) = user_with(&app, "100.00").await;
-    let (callee_id, _) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("100.00").await;
+    let (callee_id, _) = app.user_with("0.00").await;
     let placed = place(&app, &caller_token, &callee_id).await;
     assert_eq!(placed.status, 201, "{}", placed.text);
     let (call_id, pin) = (placed.json["call_id"].as_str().unwrap(), placed.json["pin"].as_str().unwrap());
@@ -430,8 +409,8 @@ async fn a_phone_call_whose_callbacks_never_come_is_left_to_reconciliation_and_s
 #[tokio::test]
 async fn an_unknown_pin_hangs_up_and_a_caller_short_of_a_minute_is_refused() {
     let app = TestApp::spawn_serving().await;
-    let (callee_id, _) = user_with(&app, "0.00").await;
-    let (broke_id, broke_token) = user_with(&app, "0.00").await;
+    let (callee_id, _) = app.user_with("0.00").await;
+    let (broke_id, broke_token) = app.user_with("0.00").await;
 
     // Refused at once: no money for a minute, oneself, nobody, a body of the wrong shape.
     let r = place(&app, &broke_token, &callee_id).await;
@@ -452,7 +431,7 @@ async fn an_unknown_pin_hangs_up_and_a_caller_short_of_a_minute_is_refused() {
 
     // 15.00 pays for 3 s at 10.00 per 2 s. The first call holds all of it; a second call placed
     // meanwhile finds nothing left when its caller dials in, and is refused.
-    let (caller_id, caller_token) = user_with(&app, "15.00").await;
+    let (caller_id, caller_token) = app.user_with("15.00").await;
     let first = place(&app, &caller_token, &callee_id).await;
     let second = place(&app, &caller_token, &callee_id).await;
     assert_eq!((first.status, second.status), (201, 201), "{} {}", first.text, second.text);
@@ -498,8 +477,8 @@ async fn an_unknown_pin_hangs_up_and_a_caller_short_of_a_minute_is_refused() {
 async fn with_faults_on_a_phone_call_is_charged_once_for_its_talk_time_or_not_at_all() {
     let _heavy = purse_tests::HEAVY.lock().await;
     let app = TestApp::spawn_serving().await;
-    let (caller_id, caller_token) = user_with(&app, "1000.00").await;
-    let (callee_id, callee_token) = user_with(&app, "0.00").await;
+    let (caller_id, caller_token) = app.user_with("1000.00").await;
+    let (callee_id, callee_token) = app.user_with("0.00").await;
     app.set_faults("conflict=0.15,throttle=0.12,internal=0.10,lost_response=0.06,seed=53").await;
     let mut calls = Vec::new();
     for talk in [7_u64, 8, 9, 10] {

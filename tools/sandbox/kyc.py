@@ -133,12 +133,10 @@ names nor signatures.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import random
@@ -147,11 +145,14 @@ import secrets
 import sys
 import threading
 import time
-import urllib.parse
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py, wherever we are started from
+import common  # noqa: E402
+from common import ApiError  # noqa: E402
+
+PROG = "kyc"
 DEFAULT_SECRET = "whsec_c2FuZGJveC1reWMtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="
 PAN_RE = re.compile(r"[A-Z]{5}[0-9]{4}[A-Z]")
 STATUSES = ("pending", "verified", "rejected")
@@ -159,8 +160,7 @@ EVENT_TYPE = "kyc.pan.completed"
 
 
 def log(msg: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} kyc: {msg}\n")
-    sys.stderr.flush()
+    common.log(PROG, msg)
 
 
 # -- Standard Webhooks signing ------------------------------------------------
@@ -197,30 +197,10 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message}
-
-
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"kyc: {name}={raw!r} is not an integer")
-    if value < minimum:
-        raise SystemExit(f"kyc: {name} must be at least {minimum}")
-    return value
-
-
-class Sandbox:
+class Sandbox(common.FaultsMixin):
     """All sandbox state and behaviour; HTTP-agnostic except for webhook sending."""
+
+    BOOLEAN_FAULTS = ("down", "webhooks_paused")
 
     def __init__(self) -> None:
         self.api_key = os.environ.get("KYC_SANDBOX_API_KEY", "sandbox-kyc-key")
@@ -230,9 +210,9 @@ class Sandbox:
         except ValueError as e:
             raise SystemExit(f"kyc: KYC_SANDBOX_WEBHOOK_SECRET: {e}")
         self.webhook_url = os.environ.get("KYC_SANDBOX_WEBHOOK_URL") or None
-        self.delay_ms = env_int("KYC_SANDBOX_CALLBACK_DELAY_MS", 1000)
-        self.retry_base_ms = env_int("KYC_SANDBOX_RETRY_BASE_MS", 500)
-        self.max_attempts = env_int("KYC_SANDBOX_MAX_ATTEMPTS", 6, minimum=1)
+        self.delay_ms = common.env_int(PROG, "KYC_SANDBOX_CALLBACK_DELAY_MS", 1000)
+        self.retry_base_ms = common.env_int(PROG, "KYC_SANDBOX_RETRY_BASE_MS", 500)
+        self.max_attempts = common.env_int(PROG, "KYC_SANDBOX_MAX_ATTEMPTS", 6, minimum=1)
         try:
             self.timeout_s = float(os.environ.get("KYC_SANDBOX_WEBHOOK_TIMEOUT_S") or "10")
         except ValueError:
@@ -248,27 +228,6 @@ class Sandbox:
     @staticmethod
     def _no_faults() -> dict[str, Any]:
         return {"down": False, "slow_ms": 0, "webhooks_paused": False}
-
-    def get_faults(self) -> dict[str, Any]:
-        with self.lock:
-            return dict(self.faults)
-
-    def set_faults(self, update: Any) -> dict[str, Any]:
-        if not isinstance(update, dict):
-            raise ApiError(400, "invalid_request", "body must be a JSON object")
-        clean: dict[str, Any] = {}
-        for k, v in update.items():
-            if k not in self.faults:
-                raise ApiError(400, "invalid_request", f"unknown fault {k!r}")
-            if k in ("down", "webhooks_paused"):
-                if not isinstance(v, bool):
-                    raise ApiError(400, "invalid_request", f"{k} must be a boolean")
-            elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ApiError(400, "invalid_request", f"{k} must be a non-negative integer")
-            clean[k] = v
-        with self.lock:
-            self.faults.update(clean)
-            return dict(self.faults)
 
     def reset(self, requests: bool) -> None:
         with self.lock:
@@ -459,23 +418,14 @@ class Sandbox:
              timestamp: int | None = None) -> int:
         """POST a body once, signed now (or at ``timestamp``); the HTTP status, raises on connection error."""
         ts = str(int(time.time()) if timestamp is None else timestamp)
-        u = urllib.parse.urlsplit(url)
-        conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(u.hostname or "127.0.0.1", u.port, timeout=self.timeout_s)
-        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        try:
-            conn.request("POST", path, body=body, headers={
-                "content-type": "application/json",
-                "webhook-id": webhook_id,
-                "webhook-timestamp": ts,
-                "webhook-signature": sign(secret, webhook_id, ts, body),
-                "user-agent": "kyc-sandbox-webhooks/1",
-            })
-            resp = conn.getresponse()
-            resp.read()
-            return resp.status
-        finally:
-            conn.close()
+        status, _ = common.http_request(url, "POST", body, {
+            "content-type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": sign(secret, webhook_id, ts, body),
+            "user-agent": "kyc-sandbox-webhooks/1",
+        }, self.timeout_s)
+        return status
 
     def _wait_unpaused(self, generation: int) -> bool:
         while True:
@@ -508,9 +458,8 @@ class Sandbox:
     def manual_deliver(self, rid: str, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict):
             raise ApiError(400, "invalid_request", "body must be a JSON object")
-        times, concurrent = req.get("times", 1), bool(req.get("concurrent", False))
-        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1000:
-            raise ApiError(400, "invalid_request", "times must be an integer in 1..1000")
+        times = common.int_field(req, "times", 1, 1, 1000)
+        concurrent = bool(req.get("concurrent", False))
         ts = req.get("timestamp")
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int)):
             raise ApiError(400, "invalid_request", "timestamp must be an integer (unix seconds)")
@@ -536,14 +485,8 @@ class Sandbox:
                            "and no KYC_SANDBOX_WEBHOOK_URL")
         body = self.webhook_body(rec, status, reason, time.time())
         results: list[Any] = [None] * times
-        barrier = threading.Barrier(times) if concurrent else None
 
-        def run(i: int) -> None:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=30)
-                except threading.BrokenBarrierError:
-                    pass
+        def send(i: int) -> None:
             try:
                 code = self.post(url, body, webhook_id, secret, ts)
                 results[i] = code
@@ -553,15 +496,7 @@ class Sandbox:
                 results[i] = err
                 self._log_delivery(rid, webhook_id, url, i + 1, "manual", status, error=err)
 
-        if concurrent:
-            threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(times)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-        else:
-            for i in range(times):
-                run(i)
+        common.run_all(times, concurrent, send)
         return {"webhook_id": webhook_id, "results": results}
 
 
@@ -574,60 +509,12 @@ REQUEST_RE = re.compile(r"^/v3/pan-verification/([A-Za-z0-9_-]{1,100})/?$")
 SANDBOX_REQUEST_RE = re.compile(r"^/_sandbox/requests/([A-Za-z0-9_-]{1,100})(?:/(deliver|complete))?/?$")
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 resets bursts of concurrent connections
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.Handler):
     server_version = "KycSandbox/1"
+    prog = PROG
+    RESET_KEY = "requests"
     sandbox: Sandbox  # set on the class at start
-
-    # quiet default logging; we log one line per request ourselves (never the query:
-    # it may carry a client_ref, and never bodies: they carry the PAN)
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _json(self, status: int, obj: Any) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        log(f"{self.command} {self.path.split('?', 1)[0]} {status}")
-
-    @staticmethod
-    def _body_json(raw: bytes) -> Any:
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "invalid_json", "body is not valid JSON")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
+    # the log never shows the query (it may carry a client_ref) nor bodies (they carry the PAN)
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
@@ -635,23 +522,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _dispatch(self, method: str) -> None:
-        raw = self._read_body()
-        url = urllib.parse.urlsplit(self.path)
-        path = url.path
-        query = urllib.parse.parse_qs(url.query)
-        try:
-            if path.startswith("/v3/"):
-                self._api(method, path, query, raw)
-            elif path.startswith("/_sandbox/"):
-                self._control(method, path, query, raw)
-            else:
-                raise ApiError(404, "not_found", "no such endpoint")
-        except ApiError as e:
-            self._json(e.status, e.body())
-        except Exception as e:  # a bug in the sandbox: answer 500, keep serving
-            log(f"internal error on {method} {path}: {type(e).__name__}")
-            self._json(500, {"error": "sandbox_bug", "message": type(e).__name__})
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+        if path.startswith("/v3/"):
+            self._api(method, path, query, raw)
+        elif path.startswith("/_sandbox/"):
+            self._control(method, path, query, raw)
+        else:
+            raise ApiError(404, "not_found", "no such endpoint")
 
     # provider API
     def _api(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
@@ -685,17 +562,9 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
         sb = self.sandbox
         p = path.rstrip("/")
-        if p == "/_sandbox/health" and method == "GET":
-            self._json(200, {"ok": True})
-        elif p == "/_sandbox/faults" and method == "GET":
-            self._json(200, sb.get_faults())
-        elif p == "/_sandbox/faults" and method == "POST":
-            self._json(200, sb.set_faults(self._body_json(raw)))
-        elif p == "/_sandbox/reset" and method == "POST":
-            body = self._body_json(raw)
-            sb.reset(bool(isinstance(body, dict) and body.get("requests")))
-            self._json(200, {"faults": sb.get_faults()})
-        elif p == "/_sandbox/deliveries" and method == "GET":
+        if self._basic_control(method, p, raw):
+            return
+        if p == "/_sandbox/deliveries" and method == "GET":
             rid = (query.get("request_id") or [None])[0]
             self._json(200, sb.list_deliveries(rid))
         elif p == "/_sandbox/sign" and method == "POST":
@@ -731,30 +600,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Karza-like KYC (PAN verification) provider sandbox")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=int(os.environ.get("PURSE_KYC_PORT") or "4590"))
-    args = ap.parse_args(argv)
-
-    Handler.sandbox = Sandbox()
-    server = Server((args.host, args.port), Handler)
-
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    sb = Handler.sandbox
-    log(f"listening on http://{args.host}:{args.port} (callback delay {sb.delay_ms} ms, "
-        f"webhook url {'set' if sb.webhook_url else 'unset'})")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    log("stopped")
-    return 0
+    return common.serve(
+        argv, PROG, "Karza-like KYC (PAN verification) provider sandbox",
+        int(os.environ.get("PURSE_KYC_PORT") or "4590"), Handler, lambda args: Sandbox(),
+        lambda sb: f"callback delay {sb.delay_ms} ms, webhook url {'set' if sb.webhook_url else 'unset'}")
 
 
 if __name__ == "__main__":

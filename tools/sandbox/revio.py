@@ -190,10 +190,8 @@ webhook attempt; never bodies, signatures nor account numbers.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
-import http.client
 import json
 import os
 import random
@@ -201,14 +199,17 @@ import re
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py, wherever we are started from
+import common  # noqa: E402
+from common import ApiError  # noqa: E402
+
+PROG = "revio"
 ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"}
 
 # action -> (required status, new status, webhook event or None)
@@ -253,24 +254,13 @@ PAYOUT_TIMEOUT_SLEEP_S = 15.0
 
 
 def log(msg: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} revio: {msg}\n")
-    sys.stderr.flush()
+    common.log(PROG, msg)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.fields:
-            out["fields"] = self.fields
-        return out
-
-
-class Sandbox:
+class Sandbox(common.FaultsMixin):
     """All sandbox state and behaviour; HTTP-agnostic except for webhook sending."""
+
+    BOOLEAN_FAULTS = ("down",)
 
     def __init__(self, public_url: str):
         self.public_url = public_url.rstrip("/")
@@ -321,27 +311,6 @@ class Sandbox:
         return {"down": False, "latency_ms": 0, "lose_webhooks": 0,
                 "duplicate_webhooks": 0, "fail_next_api_calls": 0,
                 "payout_timeout_after_accept": 0}
-
-    def get_faults(self) -> dict[str, Any]:
-        with self.lock:
-            return dict(self.faults)
-
-    def set_faults(self, update: Any) -> dict[str, Any]:
-        if not isinstance(update, dict):
-            raise ApiError(400, "invalid_request", "body must be a JSON object")
-        clean: dict[str, Any] = {}
-        for k, v in update.items():
-            if k not in self.faults:
-                raise ApiError(400, "invalid_request", f"unknown fault {k!r}")
-            if k == "down":
-                if not isinstance(v, bool):
-                    raise ApiError(400, "invalid_request", "down must be a boolean")
-            elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ApiError(400, "invalid_request", f"{k} must be a non-negative integer")
-            clean[k] = v
-        with self.lock:
-            self.faults.update(clean)
-            return dict(self.faults)
 
     def reset(self, purchases: bool) -> None:
         with self.lock:
@@ -487,21 +456,12 @@ class Sandbox:
 
     def post(self, url: str, body: bytes) -> int:
         """POST a signed body once; returns the HTTP status, raises on connection error."""
-        u = urllib.parse.urlsplit(url)
-        conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(u.hostname or "127.0.0.1", u.port, timeout=self.timeout_s)
-        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        try:
-            conn.request("POST", path, body=body, headers={
-                "Content-Type": "application/json",
-                "X-Signature": self.sign(body),
-                "User-Agent": "revio-sandbox-webhooks/1",
-            })
-            resp = conn.getresponse()
-            resp.read()
-            return resp.status
-        finally:
-            conn.close()
+        status, _ = common.http_request(url, "POST", body, {
+            "Content-Type": "application/json",
+            "X-Signature": self.sign(body),
+            "User-Agent": "revio-sandbox-webhooks/1",
+        }, self.timeout_s)
+        return status
 
     def emit(self, purchase: dict[str, Any], event: str) -> None:
         """Schedule the deliveries of one purchase event to every target, applying faults."""
@@ -563,9 +523,8 @@ class Sandbox:
                         no_event_msg: str, no_target_msg: str) -> dict[str, Any]:
         """/deliver for a purchase or a payout (``obj`` is a copy, free to modify)."""
         pid = obj["id"]
-        times, concurrent = req.get("times", 1), bool(req.get("concurrent", False))
-        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1000:
-            raise ApiError(400, "invalid_request", "times must be an integer in 1..1000")
+        times = common.int_field(req, "times", 1, 1, 1000)
+        concurrent = bool(req.get("concurrent", False))
         # default event from the stored status, before any override
         event = req.get("event_type") or status_events.get(obj["status"])
         if "status" in req:
@@ -581,14 +540,9 @@ class Sandbox:
         body = body_of(obj, event)
         jobs = [t for _ in range(times) for t in targets]
         results: list[dict[str, Any]] = [{} for _ in jobs]
-        barrier = threading.Barrier(len(jobs)) if concurrent else None
 
-        def run(i: int, target: str) -> None:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=30)
-                except threading.BrokenBarrierError:
-                    pass
+        def send(i: int) -> None:
+            target = jobs[i]
             try:
                 status = self.post(target, body)
                 results[i] = {"url": target, "status_code": status}
@@ -598,15 +552,7 @@ class Sandbox:
                 results[i] = {"url": target, "status_code": None, "error": err}
                 self._log_delivery(pid, event, target, 1, "manual", error=err, id_key=id_key)
 
-        if concurrent:
-            threads = [threading.Thread(target=run, args=(i, t), daemon=True) for i, t in enumerate(jobs)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-        else:
-            for i, t in enumerate(jobs):
-                run(i, t)
+        common.run_all(len(jobs), concurrent, send)
         return {id_key: pid, "event_type": event,
                 "status_codes": [r.get("status_code") for r in results], "results": results}
 
@@ -875,66 +821,14 @@ PAYOUT_RE = re.compile(r"^/api/v1/payouts/([0-9a-fA-F-]{1,64})/?$")
 SANDBOX_PAYOUT_RE = re.compile(r"^/_sandbox/payouts/([0-9a-fA-F-]{1,64})(?:/(deliver|settle))?/?$")
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 resets bursts of concurrent connections
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.Handler):
     server_version = "RevioSandbox/1"
+    prog = PROG
+    RESET_KEY = "purchases"
     sandbox: Sandbox  # set on the class at start
-
-    # quiet default logging; we log one line per request ourselves
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        path = self.path.split("?", 1)[0]
-        log(f"{self.command} {path} {status}")
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
 
     def _html(self, status: int, body: bytes) -> None:
         self._send(status, body, "text/html; charset=utf-8")
-
-    def _body_json(self, raw: bytes) -> Any:
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "invalid_json", "body is not valid JSON")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
@@ -942,27 +836,25 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _dispatch(self, method: str) -> None:
-        raw = self._read_body()
-        url = urllib.parse.urlsplit(self.path)
-        path = url.path
-        try:
-            if path.startswith("/api/"):
-                self._api(method, path, raw, urllib.parse.parse_qs(url.query))
-            elif path.startswith("/_sandbox/"):
-                self._control(method, path, urllib.parse.parse_qs(url.query), raw)
-            elif path.startswith("/p/"):
-                self._checkout(method, path)
-            else:
-                raise ApiError(404, "not_found", "no such endpoint")
-        except ApiError as e:
-            if path.startswith("/p/"):
-                self._html(e.status, page("Revio checkout", f"<p id='error'>{html.escape(e.message)}</p>"))
-            else:
-                self._json(e.status, e.body())
-        except Exception as e:  # a bug in the sandbox: answer 500, keep serving
-            log(f"internal error on {method} {path}: {type(e).__name__}: {e}")
-            self._json(500, {"error": "sandbox_bug", "message": f"{type(e).__name__}: {e}"})
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+        if path.startswith("/api/"):
+            self._api(method, path, raw, query)
+        elif path.startswith("/_sandbox/"):
+            self._control(method, path, query, raw)
+        elif path.startswith("/p/"):
+            self._checkout(method, path)
+        else:
+            raise ApiError(404, "not_found", "no such endpoint")
+
+    def _answer_error(self, path: str, e: ApiError) -> None:
+        if path.startswith("/p/"):
+            self._html(e.status, page("Revio checkout", f"<p id='error'>{html.escape(e.message)}</p>"))
+        else:
+            self._json(e.status, e.body())
+
+    def _answer_bug(self, method: str, path: str, e: Exception) -> None:
+        log(f"internal error on {method} {path}: {type(e).__name__}: {e}")
+        self._json(500, {"error": "sandbox_bug", "message": f"{type(e).__name__}: {e}"})
 
     # merchant API
     def _api(self, method: str, path: str, raw: bytes, query: dict[str, list[str]]) -> None:
@@ -1055,17 +947,9 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
         sb = self.sandbox
         p = path.rstrip("/")
-        if p == "/_sandbox/health" and method == "GET":
-            self._json(200, {"ok": True})
-        elif p == "/_sandbox/faults" and method == "GET":
-            self._json(200, sb.get_faults())
-        elif p == "/_sandbox/faults" and method == "POST":
-            self._json(200, sb.set_faults(self._body_json(raw)))
-        elif p == "/_sandbox/reset" and method == "POST":
-            body = self._body_json(raw)
-            sb.reset(bool(isinstance(body, dict) and body.get("purchases")))
-            self._json(200, {"faults": sb.get_faults()})
-        elif p == "/_sandbox/deliveries" and method == "GET":
+        if self._basic_control(method, p, raw):
+            return
+        if p == "/_sandbox/deliveries" and method == "GET":
             pid = (query.get("purchase_id") or [None])[0]
             payout_id = (query.get("payout_id") or [None])[0]
             self._json(200, sb.list_deliveries(pid, payout_id))
@@ -1104,31 +988,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Revio payment provider sandbox")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=int(os.environ.get("PURSE_REVIO_PORT", "4580")))
-    args = ap.parse_args(argv)
+    def make_sandbox(args: Any) -> Sandbox:
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        return Sandbox(os.environ.get("REVIO_SANDBOX_PUBLIC_URL") or f"http://{shown_host}:{args.port}")
 
-    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    public_url = os.environ.get("REVIO_SANDBOX_PUBLIC_URL") or f"http://{shown_host}:{args.port}"
-    Handler.sandbox = Sandbox(public_url)
-    server = Server((args.host, args.port), Handler)
-
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log(f"listening on http://{args.host}:{args.port} (brand {Handler.sandbox.brand_id}, "
-        f"webhook url {'set' if Handler.sandbox.webhook_url else 'unset'})")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    log("stopped")
-    return 0
+    return common.serve(
+        argv, PROG, "Revio payment provider sandbox", int(os.environ.get("PURSE_REVIO_PORT", "4580")),
+        Handler, make_sandbox,
+        lambda sb: f"brand {sb.brand_id}, webhook url {'set' if sb.webhook_url else 'unset'}")
 
 
 if __name__ == "__main__":

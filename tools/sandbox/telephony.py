@@ -174,13 +174,10 @@ signature, digits (the PIN), phone numbers or bodies.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
 import hmac
-import http.client
-import json
 import os
 import re
 import secrets
@@ -192,9 +189,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Union
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py, wherever we are started from
+import common  # noqa: E402
+from common import ApiError  # noqa: E402
+
+PROG = "telephony"
 DEFAULT_AUTH_TOKEN = "purse-dev-telephony-token"
 DEFAULT_ACCOUNT_SID = "AC00000000000000000000000000000001"
 DEFAULT_TOLL_FREE = "+18005550100"
@@ -214,8 +215,7 @@ Params = Union[Mapping[str, Any], Iterable[tuple[str, str]]]
 
 
 def log(msg: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} telephony: {msg}\n")
-    sys.stderr.flush()
+    common.log(PROG, msg)
 
 
 # -- Twilio request signatures ---------------------------------------------------
@@ -250,15 +250,6 @@ def url_for_log(url: str) -> str:
     return f"{u.scheme}://{u.netloc}{u.path}"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message}
-
-
 class TwilioError(Exception):
     """An error of the provider API, in Twilio's shape."""
 
@@ -276,23 +267,10 @@ class CallGone(Exception):
 
 
 # -- configuration ---------------------------------------------------------------
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"telephony: {name}={raw!r} is not an integer")
-    if value < minimum:
-        raise SystemExit(f"telephony: {name} must be at least {minimum}")
-    return value
-
-
 def env_str(name: str, default: str, pattern: re.Pattern[str], what: str) -> str:
     value = os.environ.get(name) or default
     if not pattern.fullmatch(value):
-        raise SystemExit(f"telephony: {name} must be {what}")
+        raise SystemExit(f"{PROG}: {name} must be {what}")
     return value
 
 
@@ -304,9 +282,9 @@ class Config:
         self.voice_url = env_str("TELEPHONY_SANDBOX_VOICE_URL", DEFAULT_VOICE_URL, URL_RE, "an http(s) URL")
         self.status_url = env_str("TELEPHONY_SANDBOX_STATUS_URL", DEFAULT_STATUS_URL, URL_RE, "an http(s) URL")
         self.toll_free = env_str("TELEPHONY_SANDBOX_TOLL_FREE", DEFAULT_TOLL_FREE, E164_RE, "an E.164 number")
-        self.max_attempts = env_int("TELEPHONY_SANDBOX_MAX_ATTEMPTS", 3, minimum=1)
-        self.retry_base_ms = env_int("TELEPHONY_SANDBOX_RETRY_BASE_MS", 500)
-        self.timeout_s = env_int("TELEPHONY_SANDBOX_WEBHOOK_TIMEOUT_S", 15, minimum=1)
+        self.max_attempts = common.env_int(PROG, "TELEPHONY_SANDBOX_MAX_ATTEMPTS", 3, minimum=1)
+        self.retry_base_ms = common.env_int(PROG, "TELEPHONY_SANDBOX_RETRY_BASE_MS", 500)
+        self.timeout_s = common.env_int(PROG, "TELEPHONY_SANDBOX_WEBHOOK_TIMEOUT_S", 15, minimum=1)
 
 
 # -- one call's request, validated -------------------------------------------------
@@ -353,10 +331,7 @@ class CallSpec:
 
     @staticmethod
     def _seconds(body: dict[str, Any], key: str, default: int) -> int:
-        value = body.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
-            raise ApiError(400, "invalid_request", f"{key} must be an integer in 0..86400")
-        return value
+        return common.int_field(body, key, default, 0, 86400)
 
     @staticmethod
     def _bool(body: dict[str, Any], key: str) -> bool:
@@ -399,7 +374,7 @@ def int_attr(el: ET.Element, name: str, default: int, lo: int, hi: int) -> int |
 
 
 # -- the sandbox -------------------------------------------------------------------
-class Sandbox:
+class Sandbox(common.FaultsMixin):
     """All state and behaviour; HTTP-agnostic except for the webhook client."""
 
     def __init__(self, cfg: Config | None = None) -> None:
@@ -415,22 +390,6 @@ class Sandbox:
     @staticmethod
     def _no_faults() -> dict[str, int]:
         return {"lose_status_callbacks": 0, "status_callback_delay_ms": 0}
-
-    def get_faults(self) -> dict[str, int]:
-        with self.lock:
-            return dict(self.faults)
-
-    def set_faults(self, update: Any) -> dict[str, int]:
-        if not isinstance(update, dict):
-            raise ApiError(400, "invalid_request", "body must be a JSON object")
-        for k, v in update.items():
-            if k not in self.faults:
-                raise ApiError(400, "invalid_request", f"unknown fault {k!r}")
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ApiError(400, "invalid_request", f"{k} must be a non-negative integer")
-        with self.lock:
-            self.faults.update(update)
-            return dict(self.faults)
 
     def reset(self, calls: bool) -> None:
         with self.lock:
@@ -680,20 +639,11 @@ class Sandbox:
         else:
             signature = sign(auth_token or self.cfg.auth_token, url, params)
             body = urllib.parse.urlencode(params).encode()
-        u = urllib.parse.urlsplit(url)
-        conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(u.hostname or "127.0.0.1", u.port, timeout=self.cfg.timeout_s)
         headers = {"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": token,
                    "User-Agent": "TwilioProxy/1.1", "Accept": "*/*"}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            conn.request(method, (u.path or "/") + (f"?{u.query}" if u.query else ""), body=body,
-                         headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return common.http_request(url, method, body, headers, self.cfg.timeout_s)
 
     def _fetch(self, sid: str, generation: int, kind: str, url: str, method: str,
                params: list[tuple[str, str]]) -> tuple[ET.Element | None, str, str | None]:
@@ -777,9 +727,7 @@ class Sandbox:
             raise ApiError(400, "invalid_request", "body must be a JSON object")
         if req.get("duplicate", True) is not True:
             raise ApiError(400, "invalid_request", 'only {"duplicate": true} is supported')
-        times = req.get("times", 1)
-        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 100:
-            raise ApiError(400, "invalid_request", "times must be an integer in 1..100")
+        times = common.int_field(req, "times", 1, 1, 100)
         with self.lock:
             if sid not in self.calls:
                 raise ApiError(404, "not_found", "no such call")
@@ -849,69 +797,32 @@ CALL_RE = re.compile(r"^/_sandbox/calls/([A-Za-z0-9]{1,64})(?:/(status))?$")
 API_CALL_RE = re.compile(rf"^/{API_VERSION}/Accounts/([A-Za-z0-9]{{1,64}})/Calls(?:/([A-Za-z0-9]{{1,64}}))?\.json$")
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(common.Handler):
     server_version = "TelephonySandbox/1"
+    prog = PROG
+    RESET_KEY = "calls"
+    ERRORS = (ApiError, TwilioError)
     sandbox: Sandbox  # set on the class at start
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request is logged by _send, without query or body
-
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes:  # Content-Length only: a chunked body is not read
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
-    def _send(self, status: int, obj: Any) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        log(f"{self.command} {self.path.split('?', 1)[0]} {status}")
-
-    @staticmethod
-    def _json(raw: bytes) -> Any:
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "invalid_json", "body is not valid JSON")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        raw = self._read_body()
-        url = urllib.parse.urlsplit(self.path)
-        path = url.path.rstrip("/") or "/"
+    def _normalise(self, path: str) -> str:
+        path = path.rstrip("/") or "/"
         if path == "/health":
-            path = "/_sandbox/health"
-        elif path.startswith("/sandbox/"):
-            path = "/_sandbox/" + path[len("/sandbox/"):]
-        try:
-            if path.startswith(f"/{API_VERSION}/"):
-                self._api(method, path, urllib.parse.parse_qs(url.query))
-            elif path.startswith("/_sandbox/"):
-                self._control(method, path, raw)
-            else:
-                raise ApiError(404, "not_found", "no such endpoint")
-        except ApiError as e:
-            self._send(e.status, e.body())
-        except TwilioError as e:
-            self._send(e.status, e.body())
-        except Exception as e:  # a sandbox bug: answer 500, keep serving
-            log(f"internal error on {method} {path}: {type(e).__name__}")
-            self._send(500, {"error": "sandbox_bug", "message": type(e).__name__})
+            return "/_sandbox/health"
+        if path.startswith("/sandbox/"):
+            return "/_sandbox/" + path[len("/sandbox/"):]
+        return path
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+        if path.startswith(f"/{API_VERSION}/"):
+            self._api(method, path, query)
+        elif path.startswith("/_sandbox/"):
+            self._control(method, path, raw)
+        else:
+            raise ApiError(404, "not_found", "no such endpoint")
 
     def _api(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         sb = self.sandbox
@@ -925,38 +836,30 @@ class Handler(BaseHTTPRequestHandler):
         if method != "GET":
             raise TwilioError(405, 20004, "Method not allowed")
         if m.group(2):
-            self._send(200, sb.api_call(m.group(2)))
+            self._json(200, sb.api_call(m.group(2)))
         else:
-            self._send(200, sb.api_calls((query.get("ParentCallSid") or [None])[0]))
+            self._json(200, sb.api_calls((query.get("ParentCallSid") or [None])[0]))
 
     def _control(self, method: str, path: str, raw: bytes) -> None:
         sb = self.sandbox
-        if path == "/_sandbox/health" and method == "GET":
-            self._send(200, {"ok": True})
-        elif path == "/_sandbox/calls" and method == "POST":
-            waited, rec = sb.place_call(self._json(raw))
-            self._send(200 if waited else 202, rec)
+        if self._basic_control(method, path, raw):
+            return
+        if path == "/_sandbox/calls" and method == "POST":
+            waited, rec = sb.place_call(self._body_json(raw))
+            self._json(200 if waited else 202, rec)
         elif path == "/_sandbox/calls" and method == "GET":
-            self._send(200, sb.list_calls())
+            self._json(200, sb.list_calls())
         elif path == "/_sandbox/sign" and method == "POST":
-            self._send(200, {"signature": self._sign(self._json(raw))})
-        elif path == "/_sandbox/faults" and method == "GET":
-            self._send(200, sb.get_faults())
-        elif path == "/_sandbox/faults" and method == "POST":
-            self._send(200, sb.set_faults(self._json(raw)))
-        elif path == "/_sandbox/reset" and method == "POST":
-            body = self._json(raw)
-            sb.reset(bool(isinstance(body, dict) and body.get("calls")))
-            self._send(200, {"faults": sb.get_faults()})
+            self._json(200, {"signature": self._sign(self._body_json(raw))})
         else:
             m = CALL_RE.match(path)
             if not m:
                 raise ApiError(404, "not_found", "no such sandbox endpoint")
             sid, action = m.group(1), m.group(2)
             if action is None and method == "GET":
-                self._send(200, sb.get_call(sid))
+                self._json(200, sb.get_call(sid))
             elif action == "status" and method == "POST":
-                self._send(200, sb.redeliver(sid, self._json(raw)))
+                self._json(200, sb.redeliver(sid, self._body_json(raw)))
             else:
                 raise ApiError(405, "method_not_allowed", "use GET for a call, POST for its /status")
 
@@ -976,33 +879,18 @@ class Handler(BaseHTTPRequestHandler):
         return sign(token, url, params)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Twilio-compatible telephony provider sandbox")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=int(os.environ.get("PURSE_TELEPHONY_PORT") or "4600"))
-    args = ap.parse_args(argv)
-
-    Handler.sandbox = Sandbox()
-    server = Server((args.host, args.port), Handler)
-
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    cfg = Handler.sandbox.cfg
+def describe(sb: Sandbox) -> str:
     # URLs without their query (it could carry a secret); the auth token is never printed
-    log(f"listening on http://{args.host}:{args.port} (account {cfg.account_sid}, toll-free "
-        f"{cfg.toll_free}, voice url {url_for_log(cfg.voice_url)}, status url {url_for_log(cfg.status_url)}, "
-        f"auth token {'default' if cfg.auth_token == DEFAULT_AUTH_TOKEN else 'from the environment'})")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    log("stopped")
-    return 0
+    cfg = sb.cfg
+    return (f"account {cfg.account_sid}, toll-free {cfg.toll_free}, voice url {url_for_log(cfg.voice_url)}, "
+            f"status url {url_for_log(cfg.status_url)}, "
+            f"auth token {'default' if cfg.auth_token == DEFAULT_AUTH_TOKEN else 'from the environment'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.serve(argv, PROG, "Twilio-compatible telephony provider sandbox",
+                        int(os.environ.get("PURSE_TELEPHONY_PORT") or "4600"), Handler,
+                        lambda args: Sandbox(), describe)
 
 
 if __name__ == "__main__":

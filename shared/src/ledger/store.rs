@@ -787,14 +787,8 @@ pub async fn post_with(
             done.updated_at = now;
             Ok(Settled { transaction: done, changed: true })
         }
-        Err(e) if e.refused_at() == Some(0) => {
-            // Someone settled it first: report what it became.
-            let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
-            match now_tx.status {
-                TransactionStatus::Completed => Ok(Settled { transaction: now_tx, changed: false }),
-                other => Err(LedgerError::AlreadyFinal(other)),
-            }
-        }
+        // Someone posted it first: report what it became.
+        Err(e) if e.refused_at() == Some(0) => posted_meanwhile(table, id).await,
         Err(e) => {
             let err = refusal(e, &[LedgerError::NotFound, LedgerError::InsufficientFunds, LedgerError::AccountMissing]);
             match debit.wallet_owner() {
@@ -802,6 +796,16 @@ pub async fn post_with(
                 _ => Err(err),
             }
         }
+    }
+}
+
+/// What a movement whose posting lost the race became: COMPLETED (`changed: false`), or
+/// refused as [`LedgerError::AlreadyFinal`].
+async fn posted_meanwhile(table: &Table, id: &TransactionId) -> Result<Settled, LedgerError> {
+    let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+    match now_tx.status {
+        TransactionStatus::Completed => Ok(Settled { transaction: now_tx, changed: false }),
+        other => Err(LedgerError::AlreadyFinal(other)),
     }
 }
 
@@ -1326,13 +1330,7 @@ pub async fn post_held(table: &Table, id: &TransactionId, posting: HeldPosting<'
             done.updated_at = now;
             Ok(Settled { transaction: done, changed: true })
         }
-        Err(e) if e.refused_at() == Some(0) => {
-            let now_tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
-            match now_tx.status {
-                TransactionStatus::Completed => Ok(Settled { transaction: now_tx, changed: false }),
-                other => Err(LedgerError::AlreadyFinal(other)),
-            }
-        }
+        Err(e) if e.refused_at() == Some(0) => posted_meanwhile(table, id).await,
         Err(e) => Err(explain_short(table, &owner, refusal(e, &meaning)).await),
     }
 }
