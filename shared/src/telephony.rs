@@ -360,6 +360,16 @@ pub struct TelephonyClient {
 }
 
 impl TelephonyClient {
+    /// An authenticated GET of the provider's REST API (basic auth: account SID and token).
+    async fn get(&self, url: String) -> Result<reqwest::Response, TelephonyError> {
+        self.http
+            .get(url)
+            .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
+            .send()
+            .await
+            .map_err(|e| TelephonyError::Unreachable(e.without_url().to_string()))
+    }
+
     /// Bound on one whole request.
     pub const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -406,13 +416,7 @@ impl TelephonyClient {
             return Ok(None);
         }
         let url = format!("{}/2010-04-01/Accounts/{}/Calls/{sid}.json", self.base_url, self.secret.account_sid);
-        let response = self
-            .http
-            .get(url)
-            .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
-            .send()
-            .await
-            .map_err(|e| TelephonyError::Unreachable(e.without_url().to_string()))?;
+        let response = self.get(url).await?;
         match response.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
@@ -438,13 +442,7 @@ impl TelephonyClient {
             "{}/2010-04-01/Accounts/{}/Calls.json?ParentCallSid={parent_sid}",
             self.base_url, self.secret.account_sid
         );
-        let response = self
-            .http
-            .get(url)
-            .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
-            .send()
-            .await
-            .map_err(|e| TelephonyError::Unreachable(e.without_url().to_string()))?;
+        let response = self.get(url).await?;
         if !response.status().is_success() {
             return Err(TelephonyError::Status(response.status().as_u16()));
         }

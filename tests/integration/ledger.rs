@@ -248,6 +248,22 @@ async fn escrow_balance(app: &TestApp, call: &purse::domain::ids::CallId) -> rus
     store::account_from_item(&item).unwrap().balance
 }
 
+/// A funded caller in an ACTIVE call with a callee (id, token), its first minute (10.00) held,
+/// and the second minute ready to be held.
+async fn call_with_minute_held(
+    app: &TestApp,
+    funds: &str,
+) -> (UserId, (String, String), purse::domain::ids::CallId, NewHold, NewHold) {
+    let caller = funded_user(app, funds).await;
+    let callee = app.user_token().await;
+    let call = active_call(app, &caller, &UserId::parse(&callee.0).unwrap()).await;
+    let escrow = Side::Account(AccountId::call(&call));
+    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
+    store::hold(&app.table, &first).await.unwrap();
+    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
+    (caller, callee, call, first, next)
+}
+
 /// Minute `billed + 1` of `call` posted at `charge` into its escrow, holding `next` too.
 fn minute_posting<'a>(
     app: &TestApp,
@@ -280,14 +296,8 @@ fn minute_into(app: &TestApp, call: &purse::domain::ids::CallId, billed: u32, ch
 #[tokio::test]
 async fn a_held_minute_is_posted_into_the_escrow_and_the_next_held_in_one_write() {
     let app = TestApp::spawn().await;
-    let caller = funded_user(&app, "25.00").await;
-    let (callee_id, callee_token) = app.user_token().await;
+    let (caller, (callee_id, callee_token), call, first, next) = call_with_minute_held(&app, "25.00").await;
     let callee = UserId::parse(&callee_id).unwrap();
-    let call = active_call(&app, &caller, &callee).await;
-    let escrow = Side::Account(AccountId::call(&call));
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
-    store::hold(&app.table, &first).await.unwrap();
-    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
 
     let posting = minute_posting(&app, &call, 0, "10.00", Some(&next));
     assert!(store::post_held(&app.table, &first.id, posting).await.unwrap().changed);
@@ -356,14 +366,7 @@ async fn a_held_minute_is_posted_into_the_escrow_and_the_next_held_in_one_write(
 #[tokio::test]
 async fn a_held_posting_whose_next_hold_does_not_fit_writes_nothing() {
     let app = TestApp::spawn().await;
-    let caller = funded_user(&app, "15.00").await;
-    let (callee_id, _) = app.user_token().await;
-    let callee = UserId::parse(&callee_id).unwrap();
-    let call = active_call(&app, &caller, &callee).await;
-    let escrow = Side::Account(AccountId::call(&call));
-    let first = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow.clone());
-    store::hold(&app.table, &first).await.unwrap();
-    let next = hold_of(&caller, TransactionType::CallCharge, "10.00", escrow);
+    let (caller, _, call, first, next) = call_with_minute_held(&app, "15.00").await;
     let posting = minute_posting(&app, &call, 0, "10.00", Some(&next));
     assert!(matches!(store::post_held(&app.table, &first.id, posting).await, Err(LedgerError::InsufficientFunds)));
     assert_eq!(app.wallet_of(caller.as_str()).await, ("15.00".into(), "5.00".into(), "10.00".into()));
