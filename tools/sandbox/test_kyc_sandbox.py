@@ -14,22 +14,17 @@ import hashlib
 import hmac
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import kyc  # noqa: E402
+from testing import Receiver, SandboxProcess, free_port, hook_path, http  # noqa: E402
 
 SANDBOX = os.path.join(HERE, "kyc.py")
 API_KEY = "test-kyc-key"
@@ -41,12 +36,6 @@ MAX_ATTEMPTS = 4
 PANS_USED: set[str] = set()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def independent_signature(secret: str, webhook_id: str, ts: str, body: bytes) -> str:
     """The Standard Webhooks signature computed here, not with kyc.sign."""
     key = base64.b64decode(secret.split("_", 1)[1])
@@ -54,73 +43,15 @@ def independent_signature(secret: str, webhook_id: str, ts: str, body: bytes) ->
     return "v1," + base64.b64encode(mac).decode()
 
 
-class Receiver:
-    """Records every webhook POST per path; answers scripted statuses (default 200)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: dict[str, list[dict[str, Any]]] = {}
-        self.script: dict[str, list[int]] = {}
-        receiver = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.calls.setdefault(self.path, []).append(
-                        {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                         "at": time.time()})
-                    script = receiver.script.get(self.path)
-                    status = script.pop(0) if script else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 64
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def get(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.calls.get(path, []))
-
-    def wait(self, path: str, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            calls = self.get(path)
-            if len(calls) >= n:
-                return calls
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} webhook(s) at {path}, got {len(self.get(path))}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class KycSandboxTest(unittest.TestCase):
-    proc: subprocess.Popen[bytes]
+    sandbox: SandboxProcess
     url: str
     receiver: Receiver
-    logfile: Any
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.receiver = Receiver()
-        port = free_port()
-        cls.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KYC_SANDBOX_")}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
+        cls.sandbox = SandboxProcess(SANDBOX, "KYC_SANDBOX_", {
             "KYC_SANDBOX_API_KEY": API_KEY,
             "KYC_SANDBOX_WEBHOOK_SECRET": SECRET,
             "KYC_SANDBOX_WEBHOOK_URL": cls.receiver.base + "/default",
@@ -129,35 +60,12 @@ class KycSandboxTest(unittest.TestCase):
             "KYC_SANDBOX_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
             "KYC_SANDBOX_WEBHOOK_TIMEOUT_S": "2",
         })
-        cls.logfile = tempfile.TemporaryFile()
-        cls.proc = subprocess.Popen([sys.executable, SANDBOX, "--port", str(port)], env=env,
-                                    stdout=cls.logfile, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if cls.proc.poll() is not None:
-                cls.logfile.seek(0)
-                raise RuntimeError(f"sandbox exited with {cls.proc.returncode}: {cls.logfile.read().decode()}")
-            try:
-                urllib.request.urlopen(cls.url + "/_sandbox/health", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("sandbox did not answer in time")
-                time.sleep(0.05)
+        cls.url = cls.sandbox.url
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.proc.poll() is None:
-            cls.proc.terminate()
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
+        out = cls.sandbox.stop()
         cls.receiver.stop()
-        cls.logfile.seek(0)
-        out = cls.logfile.read().decode(errors="replace")
-        cls.logfile.close()
         # the log: one line per request, never a PAN
         assert "POST /v3/pan-verification 200" in out, out
         for pan in PANS_USED:
@@ -170,17 +78,7 @@ class KycSandboxTest(unittest.TestCase):
     def call(self, method: str, path: str, body: Any = None, key: str | None = API_KEY,
              raw: bytes | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if key is not None:
-            req.add_header("x-karza-key", key)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                text = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            text, status = e.read(), e.code
+        status, text = http(method, self.url + path, data, {"x-karza-key": key} if key is not None else None)
         for pan in PANS_USED:
             self.assertNotIn(pan.encode(), text, f"{method} {path} answered the PAN")
         return status, json.loads(text) if text else None
@@ -198,7 +96,7 @@ class KycSandboxTest(unittest.TestCase):
         return status, out, ref
 
     def path(self) -> str:
-        return "/hook/" + self.id().rsplit(".", 1)[1] + "/" + uuid.uuid4().hex[:8]
+        return hook_path(self)
 
     def check_webhook(self, call: dict[str, Any], request_id: str, ref: str, status: str,
                       reason: str | None, secret: str = SECRET) -> dict[str, Any]:

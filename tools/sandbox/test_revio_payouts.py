@@ -16,17 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.error
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
 
@@ -37,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import revio  # noqa: E402
+import testing  # noqa: E402
+from testing import SandboxProcess, free_port, hook_path, http, wait_for  # noqa: E402
 
 SANDBOX = os.path.join(HERE, "revio.py")
 API_KEY = "test-revio-key"
@@ -53,99 +50,26 @@ PAYOUT_KEYS = {"id", "type", "status", "reference", "amount", "currency", "recip
 ACCOUNTS_USED: set[str] = {"110000001", "110000002", "110000003", "910000001", OTHER_ACCOUNT}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Receiver:
-    """Records every webhook POST per path; answers scripted statuses (default 200)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: dict[str, list[dict[str, Any]]] = {}
-        self.script: dict[str, list[int]] = {}
-        receiver = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.calls.setdefault(self.path, []).append(
-                        {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                         "at": time.time()})
-                    script = receiver.script.get(self.path)
-                    status = script.pop(0) if script else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 64
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def get(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.calls.get(path, []))
-
-    def all_bodies(self) -> list[bytes]:
-        with self.lock:
-            return [c["body"] for calls in self.calls.values() for c in calls]
-
-    def wait(self, path: str, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            calls = self.get(path)
-            if len(calls) >= n:
-                return calls
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} webhook(s) at {path}, got {len(self.get(path))}")
-
+class Receiver(testing.Receiver):
     def for_payout(self, path: str, payout_id: str) -> list[dict[str, Any]]:
         return [c for c in self.get(path) if json.loads(c["body"]).get("id") == payout_id]
 
     def wait_for_payout(self, path: str, payout_id: str, n: int = 1, timeout: float = 5.0
                         ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            calls = self.for_payout(path, payout_id)
-            if len(calls) >= n:
-                return calls
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} webhook(s) of {payout_id} at {path}, "
-                             f"got {len(self.for_payout(path, payout_id))}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return wait_for(lambda: self.for_payout(path, payout_id), n, f"webhook(s) of {payout_id} at {path}",
+                        timeout)
 
 
 class RevioPayoutsTest(unittest.TestCase):
-    proc: subprocess.Popen[bytes]
-    logdir: tempfile.TemporaryDirectory[str]
+    sandbox: SandboxProcess
     url: str
     receiver: Receiver
-    logpath: str
     public_key: rsa.RSAPublicKey
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.receiver = Receiver()
-        port = free_port()
-        cls.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REVIO_SANDBOX_")}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
+        cls.sandbox = SandboxProcess(SANDBOX, "REVIO_SANDBOX_", {
             "REVIO_SANDBOX_API_KEY": API_KEY,
             "REVIO_SANDBOX_BRAND_ID": BRAND,
             "REVIO_SANDBOX_WEBHOOK_URL": cls.receiver.base + "/default",
@@ -155,22 +79,7 @@ class RevioPayoutsTest(unittest.TestCase):
             "REVIO_SANDBOX_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
             "REVIO_SANDBOX_WEBHOOK_TIMEOUT_S": "2",
         })
-        cls.logdir = tempfile.TemporaryDirectory()
-        cls.logpath = os.path.join(cls.logdir.name, "revio.log")
-        with open(cls.logpath, "wb") as logfile:
-            cls.proc = subprocess.Popen([sys.executable, SANDBOX, "--port", str(port)], env=env,
-                                        stdout=logfile, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if cls.proc.poll() is not None:
-                raise RuntimeError(f"sandbox exited with {cls.proc.returncode}: {cls.log()}")
-            try:
-                urllib.request.urlopen(cls.url + "/_sandbox/health", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("sandbox did not answer in time")
-                time.sleep(0.05)
+        cls.url = cls.sandbox.url
         # the public key as a merchant gets it (no auth needed)
         pem = urllib.request.urlopen(cls.url + "/api/v1/public_key/", timeout=5).read()
         key = serialization.load_pem_public_key(pem)
@@ -179,17 +88,9 @@ class RevioPayoutsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.proc.poll() is None:
-            cls.proc.terminate()
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
+        out = cls.sandbox.stop()
         bodies = cls.receiver.all_bodies()
         cls.receiver.stop()
-        out = cls.log()
-        cls.logdir.cleanup()
         # the log: one line per request, never an account number
         assert "POST /api/v1/payouts/ 201" in out, out
         assert "GET /api/v1/payouts/ 200" in out, out
@@ -203,8 +104,7 @@ class RevioPayoutsTest(unittest.TestCase):
     @classmethod
     def log(cls) -> str:
         """The sandbox's stdout and stderr so far."""
-        with open(cls.logpath, "rb") as f:
-            return f.read().decode(errors="replace")
+        return cls.sandbox.log()
 
     def tearDown(self) -> None:
         self.call("POST", "/_sandbox/reset", {"purchases": True})
@@ -213,17 +113,8 @@ class RevioPayoutsTest(unittest.TestCase):
     def call(self, method: str, path: str, body: Any = None, key: str | None = API_KEY,
              raw: bytes | None = None, timeout: float = 10) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if key is not None:
-            req.add_header("Authorization", f"Bearer {key}")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                text = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            text, status = e.read(), e.code
+        status, text = http(method, self.url + path, data,
+                            {"Authorization": f"Bearer {key}"} if key is not None else None, timeout)
         for number in ACCOUNTS_USED:
             self.assertNotIn(number.encode(), text, f"{method} {path} answered an account number")
         try:
@@ -251,7 +142,7 @@ class RevioPayoutsTest(unittest.TestCase):
         return self.call("POST", "/api/v1/payouts/", self.body(account, ref, callback, **extra))
 
     def hook(self) -> str:
-        return "/hook/" + self.id().rsplit(".", 1)[1] + "/" + uuid.uuid4().hex[:8]
+        return hook_path(self)
 
     def verifies(self, signature: str, body: bytes) -> bool:
         try:

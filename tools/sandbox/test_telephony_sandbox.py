@@ -16,23 +16,18 @@ import hashlib
 import hmac
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import telephony  # noqa: E402
+from testing import FakeServer, SandboxProcess, free_port, http  # noqa: E402
 
 SANDBOX = os.path.join(HERE, "telephony.py")
 AUTH_TOKEN = "test-telephony-token"
@@ -45,12 +40,6 @@ CALLER = "+15551230001"
 FORM = "application/x-www-form-urlencoded"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def independent_signature(token: str, url: str, pairs: list[tuple[str, str]]) -> str:
     """Twilio's signature computed here, not with telephony.sign."""
     data = url
@@ -59,7 +48,7 @@ def independent_signature(token: str, url: str, pairs: list[tuple[str, str]]) ->
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-class OurSide:
+class OurSide(FakeServer):
     """Plays Purse's webhooks: verifies each signature (403 if wrong), answers TwiML.
 
     ``/voice/<scenario>`` answers TwiML by scenario; ``/status/<name>`` records the
@@ -67,48 +56,25 @@ class OurSide:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
-        self.script: dict[str, list[int]] = {}
-        ours = self
+        super().__init__()
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                url = ours.base + self.path
-                params = urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                verified = headers.get("x-twilio-signature") == independent_signature(AUTH_TOKEN, url, params)
-                path = urllib.parse.urlsplit(self.path).path
-                entry = {"path": path, "url": url, "headers": headers, "raw": raw, "params": params,
-                         "form": dict(params), "verified": verified, "at": time.monotonic()}
-                with ours.lock:
-                    ours.requests.append(entry)
-                    script = ours.script.get(path)
-                    scripted = script.pop(0) if script else None
-                if not verified:
-                    status, body = 403, b""
-                elif path.startswith("/status/"):
-                    status, body = scripted or 200, b""
-                else:
-                    status, body = scripted or 200, ours.twiml(path, url, dict(params)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, handler: BaseHTTPRequestHandler, raw: bytes) -> tuple[int, str | None, bytes]:
+        url = self.base + handler.path
+        params = urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        verified = headers.get("x-twilio-signature") == independent_signature(AUTH_TOKEN, url, params)
+        path = urllib.parse.urlsplit(handler.path).path
+        entry = {"path": path, "url": url, "headers": headers, "raw": raw, "params": params,
+                 "form": dict(params), "verified": verified, "at": time.monotonic()}
+        with self.lock:
+            self.requests.append(entry)
+            scripted = self.scripted(path)
+        if not verified:
+            return 403, "text/xml", b""
+        if path.startswith("/status/"):
+            return scripted or 200, "text/xml", b""
+        return scripted or 200, "text/xml", self.twiml(path, url, dict(params)).encode()
 
     @staticmethod
     def twiml(path: str, url: str, form: dict[str, str]) -> str:
@@ -140,19 +106,6 @@ class OurSide:
     def for_call(self, call_sid: str) -> list[dict[str, Any]]:
         with self.lock:
             return [r for r in self.requests if r["form"].get("CallSid") == call_sid]
-
-    def wait(self, path: str, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.get(path)
-            if len(got) >= n:
-                return got
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} request(s) at {path}, got {len(self.get(path))}")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class SignatureTest(unittest.TestCase):
@@ -192,19 +145,14 @@ class SignatureTest(unittest.TestCase):
 
 
 class TelephonySandboxTest(unittest.TestCase):
-    proc: subprocess.Popen[bytes]
+    sandbox: SandboxProcess
     url: str
     ours: OurSide
-    logfile: Any
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.ours = OurSide()
-        port = free_port()
-        cls.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPHONY_SANDBOX_")}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
+        cls.sandbox = SandboxProcess(SANDBOX, "TELEPHONY_SANDBOX_", {
             "TELEPHONY_SANDBOX_AUTH_TOKEN": AUTH_TOKEN,
             "TELEPHONY_SANDBOX_ACCOUNT_SID": ACCOUNT_SID,
             "TELEPHONY_SANDBOX_TOLL_FREE": TOLL_FREE,
@@ -214,35 +162,12 @@ class TelephonySandboxTest(unittest.TestCase):
             "TELEPHONY_SANDBOX_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
             "TELEPHONY_SANDBOX_WEBHOOK_TIMEOUT_S": "2",
         })
-        cls.logfile = tempfile.TemporaryFile()
-        cls.proc = subprocess.Popen([sys.executable, SANDBOX, "--port", str(port)], env=env,
-                                    stdout=cls.logfile, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if cls.proc.poll() is not None:
-                cls.logfile.seek(0)
-                raise RuntimeError(f"sandbox exited with {cls.proc.returncode}: {cls.logfile.read().decode()}")
-            try:
-                urllib.request.urlopen(cls.url + "/_sandbox/health", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("sandbox did not answer in time")
-                time.sleep(0.05)
+        cls.url = cls.sandbox.url
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.proc.poll() is None:
-            cls.proc.terminate()
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
+        out = cls.sandbox.stop()
         cls.ours.stop()
-        cls.logfile.seek(0)
-        out = cls.logfile.read().decode(errors="replace")
-        cls.logfile.close()
         # one line per request; never the token, a signature, the PIN or a phone number
         assert "POST /_sandbox/calls 200" in out, out
         assert AUTH_TOKEN not in out, "the sandbox log contains the auth token"
@@ -259,14 +184,7 @@ class TelephonySandboxTest(unittest.TestCase):
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
              ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                text, status = resp.read(), resp.status
-        except urllib.error.HTTPError as e:
-            text, status = e.read(), e.code
+        status, text = http(method, self.url + path, data, headers, timeout=30)
         return status, json.loads(text) if text else None
 
     def status_path(self) -> str:
