@@ -606,3 +606,31 @@ async fn a_hang_up_that_crosses_the_answer_still_ends_the_call() {
     assert_eq!(app.wallet_of(&caller_id).await.2, "0.00");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_device_in_a_call_can_neither_answer_nor_place_another() {
+    let app = TestApp::spawn_serving_ws().await;
+    let (Party { id: caller_id, ws: mut caller, .. }, Party { id: callee_id, ws: mut callee, .. }) =
+        two_parties(&app, "100.00").await;
+    let call_id = start_call(&mut caller, &mut callee, &callee_id).await;
+
+    // A second caller rings the callee's busy device: it cannot answer without hanging up first.
+    let (_, other_token) = app.user_with("100.00").await;
+    let mut other = phone(&app, &other_token).await;
+    other.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
+    let second = other.next_of_type("call.ringing", WAIT).await["call_id"].as_str().unwrap().to_owned();
+    assert_eq!(callee.next_of_type("call.incoming", WAIT).await["call_id"], second.as_str());
+    callee.send(&json!({"action": "call.accept", "call_id": second})).await;
+    let refused = callee.next_of_type("error", WAIT).await;
+    assert_eq!((refused["code"].as_str(), refused["call_id"].as_str()), (Some("device_busy"), Some(second.as_str())));
+    // Nor can the busy caller place a second call from the same device.
+    caller.send(&json!({"action": "call.invite", "callee_id": callee_id})).await;
+    assert_eq!(caller.next_of_type("error", WAIT).await["code"], "device_busy");
+
+    // The first call goes on, billed as ever; the second rings out unanswered.
+    caller.send(&json!({"action": "call.end", "call_id": call_id})).await;
+    assert_eq!(callee.next_of_type("call.ended", WAIT).await["call_id"], call_id.as_str());
+    assert_eq!(other.next_of_type("call.ended", Duration::from_secs(30)).await["reason"], "no_answer");
+    assert_eq!(app.wallet_of(&caller_id).await.2, "0.00");
+    app.assert_ledger_balanced().await;
+}

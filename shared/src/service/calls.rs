@@ -177,6 +177,8 @@ pub enum CallError {
     NotRinging,
     #[error("the call is over")]
     Ended,
+    #[error("this device is already in a call; end it first")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -193,6 +195,7 @@ impl CallError {
             CallError::NotCallee => (403, "not_callee"),
             CallError::NotRinging => (409, "call_not_ringing"),
             CallError::Ended => (409, "call_ended"),
+            CallError::Busy => (409, "device_busy"),
             CallError::Store(_) => (503, "temporarily_unavailable"),
         }
     }
@@ -400,6 +403,25 @@ impl Calls {
         Ok(call)
     }
 
+    /// Whether `user`'s connection `connection` already carries a live call (one device, one
+    /// call: a device cannot answer or place a second call and be billed or paid for both). A
+    /// read of the user's latest calls, not a lock: two answers on one device at the same
+    /// instant could both pass, and each is still billed correctly.
+    async fn connection_in_call(&self, user: &UserId, connection: &str) -> Result<bool, StoreError> {
+        let (ids, _) = store::calls_of(&self.table, user, 10, None).await?;
+        for id in ids {
+            if let Some(call) = store::get_call(&self.table, &id).await? {
+                let bound = [&call.caller_connection, &call.callee_connection]
+                    .into_iter()
+                    .any(|c| c.as_deref() == Some(connection));
+                if bound && call.status == CallStatus::Active {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// The callee's price per minute (theirs, or the default).
     ///
     /// # Errors
@@ -423,6 +445,11 @@ impl Calls {
     ) -> Result<Call, CallError> {
         if caller == callee {
             return Err(CallError::SelfCall);
+        }
+        if let Some(c) = caller_connection {
+            if self.connection_in_call(caller, c).await? {
+                return Err(CallError::Busy);
+            }
         }
         if crate::store::users::get_user(&self.table, callee).await?.is_none() {
             return Err(CallError::CalleeNotFound);
@@ -523,6 +550,11 @@ impl Calls {
                 return Ok(call);
             }
             _ => return Err(CallError::NotRinging),
+        }
+        if let Some(c) = connection {
+            if self.connection_in_call(user, c).await? {
+                return Err(CallError::Busy);
+            }
         }
         let accepted = now_ms();
         let next_tick = accepted + self.period_ms(&call);
