@@ -61,7 +61,10 @@ impl Signaling {
     /// # Errors
     /// A missing or invalid setting.
     pub async fn from_env(env: &Env, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        Ok(Self { calls: Calls::from_env(env, aws)?, pusher: Pusher::from_env(env, aws)? })
+        // One Management API client, the one `Calls` built for its own pushes.
+        let calls = Calls::from_env(env, aws)?;
+        let pusher = calls.pusher().cloned().ok_or_else(|| InitError::MissingEnv("PURSE_WS_CALLBACK_URL".into()))?;
+        Ok(Self { calls, pusher })
     }
 
     /// The push client.

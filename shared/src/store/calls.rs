@@ -323,21 +323,9 @@ pub async fn calls_of(
     limit: i32,
     start: Option<Item>,
 ) -> Result<(Vec<CallId>, Option<Item>), StoreError> {
-    let out = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .index_name("gsi1")
-        .key_condition_expression("gsi1pk = :pk")
-        .expression_attribute_values(":pk", s(calls_partition(user)))
-        .scan_index_forward(false)
-        .limit(limit)
-        .set_exclusive_start_key(start)
-        .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    let ids = out.items().iter().filter_map(|i| i.opt_str("call_id").and_then(|c| CallId::parse(c).ok())).collect();
-    Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    let (items, last) = super::index_page(table, "gsi1", &calls_partition(user), limit, start).await?;
+    let ids = items.iter().filter_map(|i| i.opt_str("call_id").and_then(|c| CallId::parse(c).ok())).collect();
+    Ok((ids, last))
 }
 
 /// Live (RINGING or ACTIVE) calls of one shard of the live index.

@@ -329,6 +329,21 @@ pub async fn index_newest(
     partition: &str,
     limit: i32,
 ) -> Result<Vec<item::Item>, StoreError> {
+    Ok(index_page(table, index, partition, limit, None).await?.0)
+}
+
+/// One page of one partition of index `index`, newest first, from `start` (the previous page's
+/// last key); the page's items and the key to continue from, if there is more.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn index_page(
+    table: &Table,
+    index: &str,
+    partition: &str,
+    limit: i32,
+    start: Option<item::Item>,
+) -> Result<(Vec<item::Item>, Option<item::Item>), StoreError> {
     let out = table
         .client
         .query()
@@ -339,10 +354,12 @@ pub async fn index_newest(
         .expression_attribute_values(":pk", item::s(partition))
         .scan_index_forward(false)
         .limit(limit)
+        .set_exclusive_start_key(start)
         .send()
         .await
         .map_err(StoreError::dynamo)?;
-    Ok(out.items.unwrap_or_default())
+    let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+    Ok((out.items.unwrap_or_default(), last))
 }
 
 /// The per-item reasons of a cancelled `TransactWriteItems`, in request order

@@ -171,6 +171,31 @@ pub async fn serve(
     grace: Duration,
 ) -> usize {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections =
+        accept_until(listener, shutdown, |stream, peer| connection(stream, peer, router.clone(), stop_rx.clone()))
+            .await;
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_ok() {
+        0
+    } else {
+        let cut = connections.len();
+        connections.abort_all();
+        cut
+    }
+}
+
+/// Accepts connections on `listener`, each served by the task `serve` makes of it, until
+/// `shutdown` completes; then stops accepting and returns the connections still running (the
+/// local HTTP API and the local WebSocket API share it).
+pub(crate) async fn accept_until<F>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut serve: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> F,
+) -> JoinSet<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -178,7 +203,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, peer, router.clone(), stop_rx.clone()));
+                    connections.spawn(serve(stream, peer));
                 }
                 Err(e) => {
                     // Such as running out of file descriptors: wait rather than spin.
@@ -189,16 +214,7 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_ok() {
-        0
-    } else {
-        let cut = connections.len();
-        connections.abort_all();
-        cut
-    }
+    connections
 }
 
 async fn connection(

@@ -545,24 +545,10 @@ pub async fn serve(
 ) -> usize {
     let (stop_tx, stop_rx) = watch::channel(false);
     let sessions = Sessions { tasks: Arc::new(Mutex::new(JoinSet::new())), stop: stop_rx.clone() };
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(http_connection(stream, peer, endpoint.clone(), sessions.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
+    let mut connections = crate::gateway::accept_until(listener, shutdown, |stream, peer| {
+        http_connection(stream, peer, endpoint.clone(), sessions.clone())
+    })
+    .await;
     let _ = stop_tx.send(true);
     let mut tasks = std::mem::take(&mut *sessions.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let drained = tokio::time::timeout(grace, async {
