@@ -419,9 +419,19 @@ async fn the_account_number_never_appears_in_a_response_a_log_line_an_item_or_a_
     assert!(bodies.iter().all(|b| !b.contains(number)), "{bodies:?}");
     // The worker decrypts it only to send it to Revio.
     let consumer = app.router.consumer("PayoutsQueue").unwrap();
-    let mut event = SqsEvent::default();
-    event.records = vec![payout_message(withdrawn.json["transaction_id"].as_str().unwrap(), "m1")];
-    assert!(consumer.handler.call_dyn(event).await.batch_item_failures.is_empty());
+    // Delivered again while it fails, as SQS would (on a loaded machine a first try can run out
+    // of its time budget while the heavy fault tests hold the emulator).
+    let mut delivered = false;
+    for _ in 0..5 {
+        let mut event = SqsEvent::default();
+        event.records = vec![payout_message(withdrawn.json["transaction_id"].as_str().unwrap(), "m1")];
+        if consumer.handler.call_dyn(event).await.batch_item_failures.is_empty() {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(delivered, "the payout worker never took the withdrawal");
     for item in app.scan_all().await {
         assert!(!format!("{item:?}").contains(number), "an item stores the number in the clear");
     }
