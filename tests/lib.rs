@@ -431,6 +431,17 @@ impl Sandbox {
         v["status_codes"].as_array().unwrap().iter().map(|c| c.as_u64().map(|c| c as u16)).collect()
     }
 
+    /// Settles a payout now (`paid`, `unpaid`, `rejected`, `returned`), as the bank would.
+    pub async fn settle_payout(&self, payout_id: &str, status: &str) -> Value {
+        self.post(&format!("/_sandbox/payouts/{payout_id}/settle"), &serde_json::json!({"status": status})).await
+    }
+
+    /// (Re)delivers a payout's webhook; returns the HTTP statuses our endpoint answered.
+    pub async fn deliver_payout(&self, payout_id: &str, options: Value) -> Vec<Option<u16>> {
+        let v = self.post(&format!("/_sandbox/payouts/{payout_id}/deliver"), &options).await;
+        v["status_codes"].as_array().unwrap().iter().map(|c| c.as_u64().map(|c| c as u16)).collect()
+    }
+
     /// Sets faults (`down`, `latency_ms`, `lose_webhooks`, `duplicate_webhooks`, `fail_next_api_calls`).
     pub async fn faults(&self, faults: Value) {
         self.post("/_sandbox/faults", &faults).await;
@@ -708,6 +719,70 @@ impl TestApp {
         let sqs = aws_sdk_sqs::Client::new(&self.aws);
         let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.expect("receive");
         out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect()
+    }
+}
+
+/// A webhook as the provider sent it, caught by [`catch_webhook`].
+pub struct Caught {
+    /// Lower-case names, without `host` and `content-length`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Has the sandbox deliver a webhook (`deliver` gets the URL to send it to) to a local listener
+/// that keeps it and answers 500, so the sandbox's delivery reaches no function and the same
+/// bytes can be handed to a receiver by the test (measured, repeated, or after a failure).
+pub async fn catch_webhook<F, Fut>(deliver: F) -> Caught
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listener");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let serve = async move {
+        let (mut socket, _) = listener.accept().await.expect("a delivery");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
+                    .map_or(0, |(_, v)| v.trim().parse().unwrap_or(0));
+                if raw.len() >= end + 4 + length {
+                    let headers = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .filter(|(n, _)| n != "host" && n != "content-length")
+                        .collect();
+                    let body = raw[end + 4..end + 4 + length].to_vec();
+                    let _ = tokio::io::AsyncWriteExt::write_all(
+                        &mut socket,
+                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+                    )
+                    .await;
+                    return Caught { headers, body };
+                }
+            }
+        }
+        panic!("the delivery ended early");
+    };
+    let (caught, ()) = tokio::join!(serve, deliver(url));
+    caught
+}
+
+impl Caught {
+    /// The headers as `(name, value)` pairs for [`TestApp::send`].
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
     }
 }
 

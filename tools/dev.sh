@@ -2,7 +2,8 @@
 # `make dev`: the whole system on localhost. Starts the emulator, the Revio, KYC and telephony
 # sandboxes, provisions them from template.yaml, and serves every function (HTTP routes, the
 # webhook URLs, SQS consumers, scheduled jobs) on http://127.0.0.1:${PURSE_PORT:-3000} and the
-# WebSocket API on ws://127.0.0.1:${PURSE_WS_PORT:-3001}. Ctrl-C stops all.
+# WebSocket API on ws://127.0.0.1:${PURSE_WS_PORT:-3001}, and the web app at /app/ of the first. Ctrl-C
+# stops all.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,6 +25,8 @@ export KYC_SANDBOX_RETRY_BASE_MS="${KYC_SANDBOX_RETRY_BASE_MS:-1000}"
 
 echo "building the dev server (first build takes a few minutes)..."
 cargo build -p purse-devserver
+echo "building the web app (web/, served at /app/)..."
+bash web/build.sh || echo "dev.sh: the web app could not be built (Node.js 20+ and npm needed); the API runs without it" >&2
 
 trap 'bash tools/stack/down.sh >/dev/null 2>&1 || true' EXIT
 # PURSE_EMULATOR_FAULTS (e.g. conflict=0.1,throttle=0.05,lost_response=0.02,seed=7) reaches the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks: format, clippy, unit and integration tests (against the emulator, the
 # Revio sandbox and the KYC sandbox, which this script starts and stops), the sandboxes' own
-# tests, and the template linters.
+# tests, the template linters, and the browser tests of the web app (web/tests/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -31,3 +31,18 @@ step "provider sandboxes (tools/sandbox/test_*.py)"
 
 step "unit and integration tests (emulator + Revio and KYC sandboxes, chaos suite on fixed seeds)"
 bash tools/stack/with-stack.sh cargo test --workspace --locked
+
+step "browser tests (web/: playwright-core driving Debian's chromium through the app at /app/)"
+missing=()
+[[ -x "${PURSE_CHROMIUM:-/usr/bin/chromium}" ]] || missing+=(chromium)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if (( ${#missing[@]} )); then
+  # CI is a fresh Debian machine where we are root; elsewhere, install them yourself.
+  if (( EUID == 0 )); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "tools/test.sh: the browser tests need: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+bash tools/stack/with-stack.sh bash web/tests/run.sh

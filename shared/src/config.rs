@@ -86,13 +86,21 @@ impl Env {
 /// timeouts in standard mode with [`crate::retry::SDK_MAX_ATTEMPTS`] attempts and short,
 /// jittered backoff (see [`crate::retry`]); DynamoDB clients add their own time bounds
 /// ([`crate::store::dynamodb_client`]).
+///
+/// Every client built from it shares one HTTP client ([`crate::tls::aws_http_client`]): HTTPS
+/// verified against the compiled-in roots, never the system store; plain `http://` endpoints
+/// (the emulator) as before.
 pub async fn load_aws() -> aws_config::SdkConfig {
     use crate::retry::{SDK_INITIAL_BACKOFF, SDK_MAX_ATTEMPTS, SDK_MAX_BACKOFF};
     let retry = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(SDK_MAX_ATTEMPTS)
         .with_initial_backoff(SDK_INITIAL_BACKOFF)
         .with_max_backoff(SDK_MAX_BACKOFF);
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry)
+        .http_client(crate::tls::aws_http_client())
+        .load()
+        .await
 }
 
 #[cfg(test)]

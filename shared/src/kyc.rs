@@ -163,7 +163,7 @@ impl KarzaClient {
                 }
             },
         };
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()?
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))

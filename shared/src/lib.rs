@@ -21,6 +21,8 @@
 //!   which layer retries what under DynamoDB's failure modes.
 //! - [`config`], [`secrets`], [`telemetry`]: cold-start configuration, secrets that never
 //!   print, and logging.
+//! - [`tls`]: the one TLS set-up (rustls, compiled-in roots) of the SDK's and the providers'
+//!   HTTPS clients.
 
 pub mod auth;
 pub mod config;
@@ -41,6 +43,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod telephony;
+pub mod tls;
 pub mod ws;
 
 pub use error::ApiError;

@@ -397,7 +397,7 @@ impl TelephonyClient {
                 ))
             }
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Self::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

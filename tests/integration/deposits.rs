@@ -440,3 +440,129 @@ async fn a_purchase_whose_amount_differs_from_the_deposit_credits_nothing() {
     assert_eq!(app.wallet_of(&user).await.0, "0.00");
     app.assert_ledger_balanced().await;
 }
+
+/// A paid deposit's webhook, caught before it reaches us: (token, transaction id, webhook).
+async fn caught_paid_webhook(app: &TestApp) -> (String, String, purse_tests::Caught) {
+    let sandbox = Sandbox::new();
+    let (_, token) = app.user_token().await;
+    let r = deposit(app, &token, "12.34", &new_key()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (txn, purchase) = (r.json["id"].as_str().unwrap().to_owned(), r.json["reference"].as_str().unwrap().to_owned());
+    sandbox.pay(&purchase).await;
+    let hook = purse_tests::catch_webhook(|url| {
+        let (sandbox, purchase) = (&sandbox, purchase.clone());
+        async move {
+            sandbox.deliver(&purchase, json!({"url": url})).await;
+        }
+    })
+    .await;
+    (token, txn, hook)
+}
+
+/// Hands the messages on the Revio events queue to its consumer; returns their delivery ids.
+async fn process_revio_events(app: &TestApp) -> Vec<String> {
+    let bodies = app.queue_bodies("RevioEventsQueue").await;
+    let consumer = app.router.consumer("RevioEventsQueue").unwrap();
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut m = aws_lambda_events::sqs::SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(b.clone());
+            m
+        })
+        .collect();
+    let answer = consumer.handler.call_dyn(event).await;
+    assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap()["delivery_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_webhook_the_receiver_could_not_queue_is_queued_by_the_providers_retry() {
+    let app = TestApp::spawn().await;
+    let (token, txn, hook) = caught_paid_webhook(&app).await;
+    // SQS refuses the first delivery's message (a queue that does not exist).
+    let queue = app.router.consumer("RevioEventsQueue").unwrap().queue_url.clone();
+    let env = app.function_env("webhook_revio").with("REVIO_EVENTS_QUEUE_URL", format!("{queue}-gone"));
+    let broken = purse::service::webhooks::RevioWebhooks::from_env(&env, &app.aws).await.unwrap();
+    let mut headers = lambda_http::http::HeaderMap::new();
+    for (n, v) in &hook.headers {
+        headers.insert(lambda_http::http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let refused = broken.receive(&headers, &hook.body).await.unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert!(app.queue_bodies("RevioEventsQueue").await.is_empty());
+
+    // Revio retries the delivery: this time the event is queued, and credited once.
+    let retry = app.send("POST", "/webhooks/revio", &hook.header_pairs(), &hook.body).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.json["duplicate"], true);
+    let processed = process_revio_events(&app).await;
+    assert_eq!(processed.len(), 1);
+    assert_eq!(status_of(&app, &token, &txn).await, "COMPLETED");
+    let admin = app.admin_token().await;
+    let log = webhook_log(&app, &admin, &txn).await;
+    let outcome = |id: &str| log.iter().find(|d| d["delivery_id"] == id).map(|d| d["outcome"].clone());
+    assert_eq!(
+        outcome(&processed[0]),
+        Some(json!("APPLIED")),
+        "the first delivery's record says what became of the event: {log:#?}"
+    );
+    assert_eq!(outcome(retry.json["delivery_id"].as_str().unwrap()), Some(json!("REQUEUED")), "{log:#?}");
+
+    // A further repeat is a duplicate: nothing more is queued.
+    let again = app.send("POST", "/webhooks/revio", &hook.header_pairs(), &hook.body).await;
+    assert_eq!((again.status, again.json["duplicate"].as_bool()), (200, Some(true)));
+    assert!(app.queue_bodies("RevioEventsQueue").await.is_empty());
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn an_event_left_unqueued_by_a_receiver_that_stopped_is_queued_by_a_later_repeat_only() {
+    let app = TestApp::spawn().await;
+    let (token, txn, hook) = caught_paid_webhook(&app).await;
+    let first = app.send("POST", "/webhooks/revio", &hook.header_pairs(), &hook.body).await;
+    assert_eq!((first.status, first.json["duplicate"].as_bool()), (200, Some(false)), "{}", first.text);
+    let first_id = first.json["delivery_id"].as_str().unwrap().to_owned();
+    // As if the receiver had stopped after its log write, before SQS took the message: the
+    // message is taken away.
+    let sqs = aws_sdk_sqs::Client::new(&app.aws);
+    let queue = app.router.consumer("RevioEventsQueue").unwrap().queue_url.clone();
+    sqs.purge_queue().queue_url(&queue).send().await.unwrap();
+
+    // A repeat soon after is taken as a duplicate of an event in flight.
+    let soon = app.send("POST", "/webhooks/revio", &hook.header_pairs(), &hook.body).await;
+    assert_eq!((soon.status, soon.json["duplicate"].as_bool()), (200, Some(true)));
+    assert!(app.queue_bodies("RevioEventsQueue").await.is_empty());
+
+    // A repeat once the first delivery is older than any receiver can take queues it again.
+    let past = chrono::Utc::now() - chrono::Duration::seconds(purse::store::webhooks::REQUEUE_AFTER_SECONDS + 5);
+    app.table
+        .client
+        .update_item()
+        .table_name(&app.table.name)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("WEBHOOK#{first_id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WEBHOOK".into()))
+        .update_expression("SET received_at = :t")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::S(past.to_rfc3339()))
+        .send()
+        .await
+        .unwrap();
+    let late = app.send("POST", "/webhooks/revio", &hook.header_pairs(), &hook.body).await;
+    assert_eq!((late.status, late.json["duplicate"].as_bool()), (200, Some(true)));
+    assert_eq!(process_revio_events(&app).await, vec![first_id.clone()]);
+    assert_eq!(status_of(&app, &token, &txn).await, "COMPLETED");
+    let admin = app.admin_token().await;
+    let log = webhook_log(&app, &admin, &txn).await;
+    let outcomes: Vec<(&str, &str)> =
+        log.iter().map(|d| (d["delivery_id"].as_str().unwrap(), d["outcome"].as_str().unwrap())).collect();
+    assert!(outcomes.contains(&(first_id.as_str(), "APPLIED")), "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|(_, o)| *o == "DUPLICATE").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|(_, o)| *o == "REQUEUED").count(), 1, "{outcomes:?}");
+    app.assert_ledger_balanced().await;
+}

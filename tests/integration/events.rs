@@ -44,6 +44,8 @@ const EXERCISED: &[&str] = &[
     // the_case_events_list_an_open_case_and_resolve_it_by_refund
     "http_admin_cases_list.json",
     "http_admin_cases_resolve.json",
+    // the_queue_event_counts_the_dead_letter_queues_for_an_administrator_only
+    "http_admin_queues.json",
     // the_kyc_events_submit_a_pan_whose_result_the_webhook_and_the_queue_apply
     "http_kyc_get.json",
     "http_kyc_submit.json",
@@ -89,6 +91,8 @@ const EXERCISED: &[&str] = &[
     "ws_default.json",
     "ws_ping.json",
     "ws_disconnect.json",
+    // the_user_event_finds_a_callee_by_id_and_by_referral_code_with_their_price
+    "http_users_get.json",
     // the_call_events_place_answer_signal_bill_sweep_and_end_a_call
     "http_me_call_price.json",
     "ws_call_invite.json",
@@ -922,6 +926,19 @@ async fn the_case_events_list_an_open_case_and_resolve_it_by_refund() {
 }
 
 #[tokio::test]
+async fn the_queue_event_counts_the_dead_letter_queues_for_an_administrator_only() {
+    let app = TestApp::spawn().await;
+    let (_, user) = app.user_token().await;
+    let refused = invoke(&app, "http_admin_queues.json", &[("ACCESS_TOKEN", user.as_str())]).await;
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"), "{}", refused.text);
+    let (_, admin_token) = admin(&app).await;
+    let listing = invoke(&app, "http_admin_queues.json", &[("ACCESS_TOKEN", admin_token.as_str())]).await;
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    assert_eq!(listing.json["queues"].as_array().map(Vec::len), Some(5), "{}", listing.text);
+    assert_eq!(listing.json["total"], 0, "a fresh stack parks nothing: {}", listing.text);
+}
+
+#[tokio::test]
 async fn the_kyc_events_submit_a_pan_whose_result_the_webhook_and_the_queue_apply() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.signed_in_user().await;
@@ -1308,7 +1325,8 @@ async fn the_withdrawal_events_add_a_bank_account_withdraw_and_the_payout_worker
     assert_eq!(app.wallet_of(&user).await, ("80.00".into(), "80.00".into(), "0.00".into()));
     let batch = invoke_sqs(&app, "sqs_revio_events.payout.json", &queued).await;
     assert_eq!(serde_json::to_value(&batch).unwrap(), json!({"batchItemFailures": []}));
-    assert_eq!(delivery_outcome(&app, &delivery).await, "ALREADY_COMPLETED");
+    // The record keeps what the first processing did; the repeat pays nothing more.
+    assert_eq!(delivery_outcome(&app, &delivery).await, "PAYOUT_COMPLETED");
     assert_eq!(app.wallet_of(&user).await.0, "80.00", "the same event again pays nothing more");
 
     // A withdrawal the worker has not taken can be cancelled: the coins are available again,
@@ -1874,4 +1892,24 @@ async fn the_phone_call_events_place_a_call_the_provider_connects_with_its_pin_a
     assert_eq!(app.wallet_of(&caller).await, ("790.00".into(), "790.00".into(), "0.00".into()));
     assert_eq!(app.wallet_of(&callee).await.0, "147.00");
     app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_user_event_finds_a_callee_by_id_and_by_referral_code_with_their_price() {
+    let app = TestApp::spawn().await;
+    let (_, caller_token) = app.user_token().await;
+    let (callee, callee_token) = app.user_token().await;
+    let me = app.get("/v1/me", Some(&callee_token)).await;
+    let code = str_of(&me.json["referral_code"], "referral_code").to_owned();
+    let auth = ("ACCESS_TOKEN", caller_token.as_str());
+
+    let period = purse_tests::CALL_PERIOD_SECONDS;
+    let expected =
+        json!({"id": callee, "price_per_minute": "10.00", "currency": "COIN", "billing_period_seconds": period});
+    let by_id = invoke(&app, "http_users_get.json", &[auth, ("USER_ID", callee.as_str())]).await;
+    assert_eq!((by_id.status, &by_id.json), (200, &expected), "{}", by_id.text);
+    let by_code = invoke(&app, "http_users_get.json", &[auth, ("USER_ID", code.to_lowercase().as_str())]).await;
+    assert_eq!((by_code.status, &by_code.json), (200, &expected), "{}", by_code.text);
+    let unknown = invoke(&app, "http_users_get.json", &[auth, ("USER_ID", "usr_01J00000000000000000000000")]).await;
+    assert_eq!((unknown.status, unknown.code()), (404, "user_not_found"), "{}", unknown.text);
 }

@@ -328,7 +328,8 @@ async fn a_revoked_forged_malformed_or_absent_credential_is_refused_with_401() {
     let r = app.post_authorized(FEES, &body(&user, "1.00", &fresh_session()), None).await;
     assert_eq!((r.status, r.code()), (401, "unauthorized"), "{}", r.text);
 
-    // Revoked: refused at once, on every route.
+    // Revoked: refused on every route (on DynamoDB within about a second: a request reads its
+    // credential eventually consistently, see store::services::get_for_request).
     let id = ServiceId::parse(&client_id).unwrap();
     let revoked = purse::store::services::revoke(&app.table, &id, "operator:test").await.unwrap();
     assert!(matches!(revoked, purse::store::services::Revoked::Now(_)), "{revoked:?}");

@@ -3,8 +3,10 @@
 //! Every test spawns its own [`purse_tests::TestApp`] on fresh tables, so tests run in parallel.
 
 mod admin;
+mod admin_queues;
 mod amounts;
 mod auth;
+mod budgets;
 mod calls;
 mod cases;
 mod chaos;
@@ -28,5 +30,6 @@ mod routing;
 mod signin_throttle;
 mod stack;
 mod tokens;
+mod users;
 mod webhook_forgery;
 mod withdrawals;

@@ -103,3 +103,36 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     assert_refused(&app, "not.a.jwt", "garbage").await;
     assert_refused(&app, "", "empty").await;
 }
+
+#[tokio::test]
+async fn a_token_issued_before_it_carried_the_email_still_starts_a_deposit_with_the_users_email() {
+    let app = TestApp::spawn().await;
+    let (email, password, profile) = app.register().await;
+    let user = profile["id"].as_str().unwrap();
+    let login = app.post("/v1/auth/login", &json!({"email": email, "password": password}), None).await;
+    // The session's own token carries the e-mail; an older one (same session, no `email`) must
+    // make the function read the user instead.
+    let current: Value = {
+        let token = login.json["access_token"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    assert_eq!(current["email"], email.as_str());
+    let (kid, key) = key_of(&app.signing_keys_json().await);
+    let old = sign(&kid, &key, &claims(user, json!({"roles": ["user"], "sid": current["sid"]})));
+    assert!(claims(user, json!({})).get("email").is_none());
+    let r = app
+        .post_with(
+            "/v1/deposits",
+            &json!({"amount": "10.00"}),
+            Some(&old),
+            &[("idempotency-key", &format!("key-{}", ulid::Ulid::new()))],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let purchase = r.json["reference"].as_str().unwrap();
+    let base = std::env::var("PURSE_REVIO_URL").expect("PURSE_REVIO_URL");
+    let stored: Value =
+        reqwest::get(format!("{base}/_sandbox/purchases/{purchase}")).await.unwrap().json().await.unwrap();
+    assert_eq!(stored["client"]["email"], email.as_str(), "Revio shows the user's own e-mail");
+}

@@ -16,9 +16,37 @@ What the middleware adds on top of moto (5.2.5):
 * Request counters for benchmarks, answered by the middleware itself (never
   reaching moto):
     GET  /_emulator/stats        -> {"dynamodb": {"TransactWriteItems": n, ...},
-                                     "sqs": {...}, "secretsmanager": {...}}
-    POST /_emulator/stats/reset  -> {"reset": true}   (zeroes the counters)
+                                     "sqs": {...}, "secretsmanager": {...},
+                                     "capacity": {"dynamodb": {...}}}   (see below)
+    POST /_emulator/stats/reset  -> {"reset": true}   (zeroes the counters, capacity included)
   Operation names are the part of ``X-Amz-Target`` after the dot.
+* DynamoDB consumed capacity, as real DynamoDB would charge it, in the same answer
+  (and reset with it) under ``"capacity"``:
+    {"capacity": {"dynamodb": {
+        "write_units": 8.0, "read_units": 3.5,
+        "index_write_units": 2.0,     (secondary index writes; NOT in write_units)
+        "by_operation": {"TransactWriteItems": {"write_units": 6.0, "read_units": 0.0,
+                                                "index_write_units": 0.0, "requests": 1}, ...},
+        "largest_item_bytes": {"<entity, else pk up to the first '#'>": 649, ...},
+        "failures": {"<op>": n},      (requests whose capacity could not be computed)
+        "last_failure": "<op>: <exception>" | null}}}
+  Computed for every data-plane request (GetItem PutItem UpdateItem DeleteItem Query
+  Scan BatchGetItem BatchWriteItem TransactWriteItems TransactGetItems) that moto
+  answered, under the DynamoDB lock, from moto's stored items before and after the
+  call: item sizes by DynamoDB's rules; writes 1 unit per started KB of the larger
+  of before/after; reads 1 unit per started 4 KB, halved when eventually consistent,
+  minimum 0.5/1 for an absent item; Query/Scan the items read before any filter or
+  projection, summed then rounded; transactions 2x per item (ConditionCheck: 2x the
+  checked item's write units); failed conditions (ConditionalCheckFailedException,
+  or a TransactionCanceledException for a failed condition) still charged: the item
+  as it stands (a Put: the larger of it and the new item), 1 unit when there is none;
+  other errors cost 0. A TransactWriteItems answered from the ClientRequestToken
+  cache costs read units (1 per started 4 KB of each item), as DynamoDB documents.
+  Requests refused by fault injection or the UpdateExpression check never reach
+  moto and cost nothing; a ``lost_response`` is charged (it was applied). Index
+  writes: adding or removing an index entry, or changing a projected attribute,
+  1 unit per started KB of the projected entry; changing the index key, a delete
+  plus a put. See "DynamoDB consumed capacity" in the code for the exact rules.
 * TransactWriteItems ``ClientRequestToken`` idempotency, which moto 5.2.5 does
   not implement (it ignores the token). Like real DynamoDB, for 10 minutes
   after a call with a token SUCCEEDED (2xx from moto):
@@ -146,7 +174,9 @@ Usage: emulator.py [--host 127.0.0.1] [--port $PURSE_EMULATOR_PORT|4566] [--verb
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -400,6 +430,454 @@ def invalid_update_expression(op: str, request: Any) -> str | None:
     return None
 
 
+# -- DynamoDB consumed capacity ------------------------------------------------
+# What real DynamoDB would charge for each request moto answers, by the rules of
+# the Developer Guide ("DynamoDB item sizes and formats", CapacityUnitCalculations;
+# "Capacity unit consumption for reads/writes", ProvisionedThroughput /
+# read-write-operations; "Capacity management for transactions", transaction-apis):
+#
+#   item size   sum over attributes of UTF-8 name bytes + value size, where
+#               S: UTF-8 bytes; N: ceil(significant digits / 2) + 1 (+1 if negative);
+#               B: raw bytes; BOOL/NULL: 1; SS/NS/BS: sum of the elements;
+#               L/M: 3 + per element (1 + element size (+ UTF-8 name bytes for M)).
+#   writes      1 unit per started KB of the larger of the item before and after
+#               (PutItem, UpdateItem; DeleteItem: the deleted item; min 1).
+#   reads       1 unit per started 4 KB, halved when eventually consistent (min 0.5:
+#               an absent item costs the same as a small one). Query/Scan: the items
+#               read (before FilterExpression/ProjectionExpression, up to Limit),
+#               summed, then rounded up to 4 KB. BatchGetItem: each item rounded.
+#   transactions  two units per item per rounding unit: TransactWriteItems
+#               2 x write units per action (ConditionCheck: 2 x the checked item's
+#               write units), TransactGetItems 2 x read units per item.
+# Secondary indexes: writes that add, change or remove an index entry are counted
+# apart, in ``index_write_units`` (1 unit per started KB of the projected entry;
+# a changed index key costs a delete plus a put); index reads are Query/Scan reads
+# of the projected entries.
+KB = 1024
+READ_UNIT_BYTES = 4096
+_CREDENTIAL_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+_READS = threading.local()  # .log: list of (size, kind) of items read by a Query/Scan
+
+
+def _type_value(value: Any) -> tuple[str, Any]:
+    """(type, value) of a moto DynamoType or of a JSON AttributeValue {"S": ...}."""
+    t = getattr(value, "type", None)
+    if t is not None:
+        return t, value.value
+    (t, v), = value.items()
+    return t, v
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def number_size(text: Any) -> int:
+    """DynamoDB's size of a number: 1 byte per two significant digits, plus 1 (plus 1 if negative)."""
+    s = str(text).strip().lower()
+    negative = s.startswith("-")
+    mantissa = s.lstrip("+-").split("e", 1)[0]
+    digits = mantissa.replace(".", "").lstrip("0").rstrip("0")
+    return (len(digits) + 1) // 2 + 1 + (1 if negative and digits else 0)
+
+
+def _binary_len(value: Any) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    text = str(value).strip()
+    return len(text) * 3 // 4 - (len(text) - len(text.rstrip("=")))  # base64 -> raw bytes
+
+
+def value_size(value: Any) -> int:
+    """Size of one attribute value (without its name), DynamoDB's way."""
+    t, v = _type_value(value)
+    if t == "S":
+        return _utf8_len(v)
+    if t == "N":
+        return number_size(v)
+    if t == "B":
+        return _binary_len(v)
+    if t in ("BOOL", "NULL"):
+        return 1
+    if t == "SS":
+        return sum(_utf8_len(x) for x in v)
+    if t == "NS":
+        return sum(number_size(x) for x in v)
+    if t == "BS":
+        return sum(_binary_len(x) for x in v)
+    if t == "L":
+        return 3 + sum(1 + value_size(x) for x in v)
+    if t == "M":
+        return 3 + sum(1 + _utf8_len(k) + value_size(x) for k, x in v.items())
+    raise ValueError(f"unknown attribute type {t!r}")
+
+
+def item_size(attrs: Any) -> int:
+    """Size of an item: a moto Item, its ``attrs``, or a JSON item {"name": {"S": ...}}."""
+    attrs = getattr(attrs, "attrs", attrs)
+    return sum(_utf8_len(name) + value_size(v) for name, v in attrs.items())
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / KB))
+
+
+def read_units(size: int) -> int:
+    return max(1, math.ceil(size / READ_UNIT_BYTES))
+
+
+def item_kind(table: Any, attrs: Any) -> str:
+    """``entity`` if the item has it (a string), else its partition key up to the first '#'."""
+    attrs = getattr(attrs, "attrs", attrs)
+    entity = attrs.get("entity")
+    if entity is not None:
+        t, v = _type_value(entity)
+        if t == "S":
+            return v
+    pk = attrs.get(getattr(table, "hash_key_attr", None) or "pk")
+    if pk is not None:
+        t, v = _type_value(pk)
+        return str(v).split("#", 1)[0]
+    return "?"
+
+
+def request_region(environ: dict[str, Any]) -> str:
+    m = _CREDENTIAL_REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return m.group(1) if m else os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _recording(original: Callable[..., Any], projection_param: str) -> Callable[..., Any]:
+    """Wraps moto's Table.query/Table.scan so that, while ``_READS.log`` is a list, the
+    items read (before FilterExpression and ProjectionExpression) are logged there.
+    moto applies both after reading, so they are applied here the same way."""
+    signature = inspect.signature(original)
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        log = getattr(_READS, "log", None)
+        if log is None:
+            return original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        filter_expression = bound.arguments.get("filter_expression")
+        projection = bound.arguments.get(projection_param)
+        bound.arguments["filter_expression"] = None
+        bound.arguments[projection_param] = None
+        results, scanned_count, last_evaluated_key = original(*bound.args, **bound.kwargs)
+        log.extend((item_size(r), item_kind(self, r)) for r in results)
+        if filter_expression is not None:
+            results = [r for r in results if filter_expression.expr(r)]
+        if projection:
+            results = [r.project(projection) for r in results]
+        return results, scanned_count, last_evaluated_key
+
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper._purse_recording = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install_read_recorder() -> None:
+    """Once per process: moto's Table.query/scan log the items they read (see _recording)."""
+    from moto.dynamodb.models.table import Table
+    if not getattr(Table.query, "_purse_recording", False):
+        Table.query = _recording(Table.query, "projection_expressions")  # type: ignore[method-assign]
+    if not getattr(Table.scan, "_purse_recording", False):
+        Table.scan = _recording(Table.scan, "projection_expression")  # type: ignore[method-assign]
+
+
+class _Target:
+    """One item a write/read request touches, with what was there before."""
+    __slots__ = ("action", "table", "key", "new_item", "consistent", "before", "before_size")
+
+    def __init__(self, action: str, table: Any, key: dict[str, Any] | None,
+                 new_item: dict[str, Any] | None = None, consistent: bool = True):
+        self.action = action  # Put Update Delete ConditionCheck Get
+        self.table = table    # moto Table, or None when it does not exist (moto answers an error)
+        self.key = key
+        self.new_item = new_item
+        self.consistent = consistent
+        self.before: Any = None
+        self.before_size: int | None = None
+
+
+class CapacityProbe:
+    """Capacity of one DynamoDB request: ``start`` before moto runs (under the
+    DynamoDB lock), ``finish`` after. Raises on anything unexpected; the caller
+    records that as a failure and the request goes on untouched."""
+
+    WRITE_OPS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+
+    def __init__(self, op: str, request: Any, region: str):
+        self.op = op
+        self.request = request if isinstance(request, dict) else {}
+        self.region = region
+        self.targets: list[_Target] = []
+        self.recording = False
+
+    # -- moto's state ---------------------------------------------------------
+    def _backend(self) -> Any:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region]
+
+    def _table(self, backend: Any, name: Any) -> Any:
+        if not isinstance(name, str):
+            return None
+        table = backend.tables.get(name)
+        if table is None:  # by ARN, as moto allows
+            table = next((t for t in list(backend.tables.values()) if t.table_arn == name), None)
+        return table
+
+    @staticmethod
+    def _stored(target: _Target) -> Any:
+        table, key = target.table, target.key
+        if table is None or not isinstance(key, dict) or table.hash_key_attr not in key:
+            return None
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        hash_key = DynamoType(key[table.hash_key_attr])
+        if table.range_key_attr:
+            if table.range_key_attr not in key:
+                return None
+            return table.items.get(hash_key, {}).get(DynamoType(key[table.range_key_attr]))
+        return table.items.get(hash_key)
+
+    @staticmethod
+    def _key_of(table: Any, item: Any) -> dict[str, Any] | None:
+        if table is None or not isinstance(item, dict):
+            return None
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        return {n: item[n] for n in names if n in item}
+
+    # -- before moto ------------------------------------------------------------
+    def start(self) -> None:
+        op, req = self.op, self.request
+        backend = self._backend()
+        if op in ("Query", "Scan"):
+            _READS.log = []
+            self.recording = True
+            return
+        if op in ("PutItem", "UpdateItem", "DeleteItem", "GetItem"):
+            table = self._table(backend, req.get("TableName"))
+            action = {"PutItem": "Put", "UpdateItem": "Update", "DeleteItem": "Delete", "GetItem": "Get"}[op]
+            item = req.get("Item") if op == "PutItem" else None
+            key = self._key_of(table, item) if op == "PutItem" else req.get("Key")
+            self.targets.append(_Target(action, table, key, item, bool(req.get("ConsistentRead"))))
+        elif op == "TransactWriteItems":
+            for entry in req.get("TransactItems") or []:
+                for action in ("Put", "Update", "Delete", "ConditionCheck"):
+                    spec = entry.get(action) if isinstance(entry, dict) else None
+                    if isinstance(spec, dict):
+                        table = self._table(backend, spec.get("TableName"))
+                        item = spec.get("Item") if action == "Put" else None
+                        key = self._key_of(table, item) if action == "Put" else spec.get("Key")
+                        self.targets.append(_Target(action, table, key, item))
+        elif op == "TransactGetItems":
+            for entry in req.get("TransactItems") or []:
+                spec = entry.get("Get") if isinstance(entry, dict) else None
+                if isinstance(spec, dict):
+                    self.targets.append(_Target("Get", self._table(backend, spec.get("TableName")),
+                                                spec.get("Key")))
+        elif op == "BatchWriteItem":
+            for name, requests in (req.get("RequestItems") or {}).items():
+                table = self._table(backend, name)
+                for r in requests or []:
+                    if not isinstance(r, dict):
+                        continue
+                    if isinstance(r.get("PutRequest"), dict):
+                        item = r["PutRequest"].get("Item")
+                        self.targets.append(_Target("Put", table, self._key_of(table, item), item))
+                    elif isinstance(r.get("DeleteRequest"), dict):
+                        self.targets.append(_Target("Delete", table, r["DeleteRequest"].get("Key")))
+        elif op == "BatchGetItem":
+            for name, spec in (req.get("RequestItems") or {}).items():
+                table = self._table(backend, name)
+                spec = spec if isinstance(spec, dict) else {}
+                for key in spec.get("Keys") or []:
+                    self.targets.append(_Target("Get", table, key, None, bool(spec.get("ConsistentRead"))))
+        for target in self.targets:
+            stored = self._stored(target)
+            if stored is not None:
+                target.before_size = item_size(stored)
+                # moto updates items in place: keep a copy when indexes need the old state
+                needs_copy = op in self.WRITE_OPS and target.action != "ConditionCheck" and \
+                    bool(target.table.all_indexes())
+                target.before = copy.deepcopy(stored) if needs_copy else stored
+
+    def stop_recording(self) -> list[tuple[int, str]]:
+        log = getattr(_READS, "log", None) or []
+        _READS.log = None
+        self.recording = False
+        return log
+
+    # -- after moto -------------------------------------------------------------
+    def finish(self, status: str, body: bytes, replayed: bool = False) -> dict[str, Any]:
+        """{"read_units", "write_units", "index_write_units", "items": [(kind, size)]}."""
+        read = write = index_write = 0.0
+        items: list[tuple[str, int]] = []
+        read_log = self.stop_recording() if self.recording else []
+        outcome = self._outcome(status, body)
+        op = self.op
+        if outcome == "error":
+            return {"read_units": 0.0, "write_units": 0.0, "index_write_units": 0.0, "items": []}
+        if op in ("Query", "Scan"):
+            total = sum(size for size, _ in read_log)
+            consistent = bool(self.request.get("ConsistentRead"))
+            read = read_units(total) * (1.0 if consistent else 0.5)
+            items = [(kind, size) for size, kind in read_log]
+        elif replayed:
+            # an idempotent TransactWriteItems replay reads the items instead of writing them
+            for t in self.targets:
+                read += read_units(t.before_size or 0)
+                self._remember(items, t.table, t.before, t.before_size)
+        else:
+            factor = 2.0 if op in ("TransactWriteItems", "TransactGetItems") else 1.0
+            for t in self.targets:
+                if t.action == "Get":
+                    size = t.before_size or 0
+                    units = float(read_units(size))
+                    read += factor * units if op == "TransactGetItems" else \
+                        units * (1.0 if t.consistent else 0.5)
+                    self._remember(items, t.table, t.before, t.before_size)
+                    continue
+                if t.action == "ConditionCheck":
+                    write += factor * write_units(t.before_size or 0)
+                    continue
+                if outcome == "ok":
+                    after = self._stored(t)
+                    after_size = item_size(after) if after is not None else None
+                    if t.action == "Delete":
+                        size = t.before_size or 0
+                    else:
+                        size = max(t.before_size or 0, after_size or 0)
+                    write += factor * write_units(size)
+                    index_write += self._index_writes(t, after)
+                    if after is not None:
+                        self._remember(items, t.table, after, after_size)
+                    else:
+                        self._remember(items, t.table, t.before, t.before_size)
+                else:  # a failed condition: nothing written, still charged
+                    if t.before_size is None:
+                        units = 1
+                    elif t.action == "Put" and isinstance(t.new_item, dict):
+                        units = write_units(max(t.before_size, item_size(t.new_item)))
+                    else:
+                        units = write_units(t.before_size)
+                    write += factor * units
+        return {"read_units": read, "write_units": write, "index_write_units": index_write, "items": items}
+
+    @staticmethod
+    def _outcome(status: str, body: bytes) -> str:
+        """"ok" (2xx), "condition" (a failed condition: charged) or "error" (not charged)."""
+        if status[:1] == "2":
+            return "ok"
+        if status[:3] == "400":
+            try:
+                kind = str(json.loads(body).get("__type", ""))
+            except (ValueError, AttributeError):
+                return "error"
+            if kind.endswith("#ConditionalCheckFailedException") or kind == "ConditionalCheckFailedException":
+                return "condition"
+            if kind.endswith("TransactionCanceledException") and b"ConditionalCheckFailed" in body:
+                return "condition"
+        return "error"
+
+    @staticmethod
+    def _remember(items: list[tuple[str, int]], table: Any, item: Any, size: int | None) -> None:
+        if item is not None and size is not None:
+            items.append((item_kind(table, item), size))
+
+    @staticmethod
+    def _index_entry(table: Any, index: Any, item: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        if item is None:
+            return None
+        attrs = item.attrs
+        keys = [k["AttributeName"] for k in index.schema]
+        if any(k not in attrs for k in keys):
+            return None  # sparse: not in the index
+        projection = (index.projection or {}).get("ProjectionType", "ALL")
+        if projection == "ALL":
+            projected = dict(attrs)
+        else:
+            names = set(keys) | {table.hash_key_attr} | ({table.range_key_attr} if table.range_key_attr else set())
+            if projection == "INCLUDE":
+                names |= set(index.projection.get("NonKeyAttributes") or [])
+            projected = {n: v for n, v in attrs.items() if n in names}
+        return tuple(attrs[k] for k in keys), projected
+
+    def _index_writes(self, target: _Target, after: Any) -> float:
+        table = target.table
+        if table is None:
+            return 0.0
+        units = 0
+        for index in table.all_indexes():
+            old = self._index_entry(table, index, target.before)
+            new = self._index_entry(table, index, after)
+            if old is None and new is None:
+                continue
+            if old is None or new is None:
+                units += write_units(item_size((new or old)[1]))  # type: ignore[index]
+            elif old[0] != new[0]:  # the index key changed: delete the old entry, put the new one
+                units += write_units(item_size(old[1])) + write_units(item_size(new[1]))
+            elif old[1] != new[1]:
+                units += write_units(max(item_size(old[1]), item_size(new[1])))
+        return float(units)
+
+
+class CapacityMeter:
+    """Consumed capacity totals for GET /_emulator/stats (reset with the counters)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.read = 0.0
+            self.write = 0.0
+            self.index_write = 0.0
+            self.by_operation: dict[str, dict[str, float]] = {}
+            self.largest: dict[str, int] = {}
+            self.failures: dict[str, int] = {}
+            self.last_failure: str | None = None
+
+    def _op(self, op: str) -> dict[str, float]:
+        entry = self.by_operation.get(op)
+        if entry is None:
+            entry = self.by_operation[op] = {"read_units": 0.0, "write_units": 0.0,
+                                             "index_write_units": 0.0, "requests": 0}
+        return entry
+
+    def add(self, op: str, used: dict[str, Any]) -> None:
+        with self.lock:
+            entry = self._op(op)
+            entry["requests"] += 1
+            entry["read_units"] += used["read_units"]
+            entry["write_units"] += used["write_units"]
+            entry["index_write_units"] += used["index_write_units"]
+            self.read += used["read_units"]
+            self.write += used["write_units"]
+            self.index_write += used["index_write_units"]
+            for kind, size in used["items"]:
+                if size > self.largest.get(kind, -1):
+                    self.largest[kind] = size
+
+    def fail(self, op: str, error: BaseException) -> None:
+        with self.lock:
+            self._op(op)["requests"] += 1
+            self.failures[op] = self.failures.get(op, 0) + 1
+            self.last_failure = f"{op}: {type(error).__name__}: {error}"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "read_units": self.read,
+                "write_units": self.write,
+                "index_write_units": self.index_write,
+                "by_operation": {op: dict(e) for op, e in self.by_operation.items()},
+                "largest_item_bytes": dict(self.largest),
+                "failures": dict(self.failures),
+                "last_failure": self.last_failure,
+            }
+
+
 # -- AWS-shaped answers -----------------------------------------------------
 def _aws_json_error(status: str, headers: list[tuple[str, str]], body: dict[str, Any]) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
@@ -510,6 +988,8 @@ class SerialisingMiddleware:
         # ClientRequestToken -> (request digest, moto's success answer, monotonic time);
         # only touched under dynamodb_lock
         self.tokens: dict[str, tuple[str, Response, float]] = {}
+        self.capacity = CapacityMeter()
+        install_read_recorder()
 
     # -- counters ---------------------------------------------------------
     def _count(self, target: str) -> None:
@@ -520,15 +1000,17 @@ class SerialisingMiddleware:
                     self.stats[service][op] += 1
                 return
 
-    def _snapshot(self) -> dict[str, dict[str, int]]:
+    def _snapshot(self) -> dict[str, Any]:
         with self.stats_lock:
-            snap = {svc: dict(ops) for svc, ops in self.stats.items()}
+            snap: dict[str, Any] = {svc: dict(ops) for svc, ops in self.stats.items()}
+            snap["capacity"] = {"dynamodb": self.capacity.snapshot()}
         snap.setdefault("dynamodb", {})
         return snap
 
     def _reset(self) -> None:
         with self.stats_lock:
             self.stats.clear()
+            self.capacity.reset()
 
     @staticmethod
     def _json(start_response: Any, status: str, body: Any) -> list[bytes]:
@@ -627,12 +1109,11 @@ class SerialisingMiddleware:
             with self.dynamodb_lock:
                 return self._call_moto(environ)
         body = read_body(environ)
-        parsed: Any = None
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            parsed = None
         if op in ("TransactWriteItems", "UpdateItem"):
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = None
             invalid = invalid_update_expression(op, parsed)
             if invalid is not None:
                 return ddb_validation(invalid)  # before any draw, token or moto
@@ -646,17 +1127,44 @@ class SerialisingMiddleware:
 
         token = parsed.get("ClientRequestToken") if isinstance(parsed, dict) else None
         with self.dynamodb_lock:
-            if isinstance(token, str) and token:
-                response = self._transact_with_token(environ, token, canonical_digest(body, parsed), scope)
-            else:
-                response = self._call_moto(environ)
+            # capacity: moto's items are read before and after the call, under the lock;
+            # a failing computation is recorded and the request goes on untouched
+            probe: CapacityProbe | None = CapacityProbe(op, parsed, request_region(environ))
+            try:
+                probe.start()  # type: ignore[union-attr]
+            except Exception as e:
+                self._capacity_failed(op, e, probe)
+                probe = None
+            try:
+                if isinstance(token, str) and token:
+                    response, replayed = self._transact_with_token(
+                        environ, token, canonical_digest(body, parsed), scope)
+                else:
+                    response, replayed = self._call_moto(environ), False
+            except BaseException:
+                if probe is not None and probe.recording:
+                    probe.stop_recording()
+                raise
+            if probe is not None:
+                try:
+                    self.capacity.add(op, probe.finish(response[0], response[2], replayed))
+                except Exception as e:
+                    self._capacity_failed(op, e, probe)
         if kind == "lost_response":
-            return ddb_internal()
+            return ddb_internal()  # applied (and charged), answer thrown away
         return response
 
+    def _capacity_failed(self, op: str, error: BaseException, probe: CapacityProbe | None) -> None:
+        if probe is not None and probe.recording:
+            probe.stop_recording()
+        self.capacity.fail(op, error)
+        if self.verbose:
+            print(f"emulator: capacity of {op} not computed: {type(error).__name__}: {error}", flush=True)
+
     def _transact_with_token(self, environ: dict[str, Any], token: str, digest: str,
-                             scope: FaultScope) -> Response:
-        """TransactWriteItems with a ClientRequestToken; caller holds dynamodb_lock."""
+                             scope: FaultScope) -> tuple[Response, bool]:
+        """TransactWriteItems with a ClientRequestToken; caller holds dynamodb_lock.
+        Returns (answer, whether it was replayed from the token cache)."""
         now = time.monotonic()
         for t in [t for t, (_, _, at) in self.tokens.items() if now - at >= TOKEN_TTL_S]:
             del self.tokens[t]
@@ -664,14 +1172,14 @@ class SerialisingMiddleware:
         if entry is not None:
             stored_digest, stored, _ = entry
             if stored_digest != digest:
-                return ddb_idempotent_mismatch()
+                return ddb_idempotent_mismatch(), False
             with self.faults_lock:
                 scope.token_replays += 1
-            return stored
+            return stored, True
         response = self._call_moto(environ)
         if response[0][:1] == "2":
             self.tokens[token] = (digest, response, now)
-        return response
+        return response, False
 
     def _sqs(self, environ: dict[str, Any], start_response: Any, op: str) -> Iterable[bytes]:
         if op not in ELIGIBLE_OPS["sqs"]:
@@ -719,6 +1227,10 @@ class SerialisingMiddleware:
 
 class QuietHandler(MotoRequestHandler):
     verbose = False
+    # Keep connections alive between requests, as DynamoDB and SQS do: under HTTP/1.0 every AWS
+    # request would open a new connection, and the benchmarks would charge the functions for it
+    # (about 0.1 ms of client CPU per request here; docs/benchmarks.md).
+    protocol_version = "HTTP/1.1"
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.verbose:

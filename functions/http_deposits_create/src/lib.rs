@@ -25,13 +25,14 @@ impl HttpFunction for Function {
     }
 
     async fn handle(&self, ctx: &RequestCtx, req: Request) -> Result<Response<Body>, ApiError> {
-        let user = ctx.caller()?.user_id.clone();
+        let caller = ctx.caller()?;
+        let (user, email) = (caller.user_id.clone(), caller.email.as_deref());
         let scope = format!("{user}:POST /v1/deposits");
         self.idempotency
             .run(&scope, &req, || async {
                 let input = http::json_body(&req)?;
                 let id = TransactionId::derived_from(&idempotency::operation_key(&scope, &req)?);
-                let view = self.deposits.create(&user, id, input).await?;
+                let view = self.deposits.create(&user, email, id, input).await?;
                 http::json(deposits::CREATED, &view)
             })
             .await

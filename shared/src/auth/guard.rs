@@ -13,6 +13,8 @@ pub struct Caller {
     pub user_id: UserId,
     pub roles: Vec<Role>,
     pub session_id: SessionId,
+    /// The e-mail address the token carries (tokens issued before it was added carry none).
+    pub email: Option<String>,
 }
 
 impl Caller {
@@ -71,6 +73,6 @@ impl Guard {
             UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
         let session_id =
             SessionId::parse(&claims.sid).map_err(|_| ApiError::unauthorized("the access token is not valid"))?;
-        Ok(Caller { user_id, roles: claims.roles, session_id })
+        Ok(Caller { user_id, roles: claims.roles, session_id, email: claims.email })
     }
 }

@@ -240,7 +240,7 @@ impl ServiceGuard {
         };
         let header = crate::http::header(req, "authorization").ok_or_else(|| refused(CredentialError::Missing))?;
         let (id, secret) = parse_basic(header).map_err(refused)?;
-        let Some(credential) = crate::store::services::get(&self.table, &id).await? else {
+        let Some(credential) = crate::store::services::get_for_request(&self.table, &id).await? else {
             // Spend the hashing time anyway: an unknown id answers like a wrong secret.
             let _ = secret_matches(&secret, "");
             return Err(refused(CredentialError::UnknownClient));

@@ -1,7 +1,7 @@
 //! Access tokens (short-lived JWTs) and refresh tokens (opaque, stored only as a hash).
 //!
-//! Access tokens are HS256 JWTs with `iss`, `aud`, `sub`, `exp`, `iat`, `nbf`, `jti`, `roles`
-//! and the session id `sid`, and carry the signing key's `kid` in their header. The algorithm is
+//! Access tokens are HS256 JWTs with `iss`, `aud`, `sub`, `exp`, `iat`, `nbf`, `jti`, `roles`,
+//! the session id `sid` and the user's `email`, and carry the signing key's `kid` in their header. The algorithm is
 //! pinned: a token whose header names any other algorithm (`none` included) is refused. Keys come
 //! from Secrets Manager as a set addressed by `kid`, so a new key can be added, made active, and
 //! the old one retired once the last token it signed has expired.
@@ -115,6 +115,10 @@ pub struct AccessClaims {
     pub jti: String,
     pub roles: Vec<Role>,
     pub sid: String,
+    /// The user's e-mail address as it was when the token was issued: what Revio's checkout
+    /// shows, so starting a deposit needs no read of the user. Absent from older tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// Why an access token was refused. All of them answer 401 alike.
@@ -183,6 +187,7 @@ impl AccessTokens {
     pub fn issue(
         &self,
         user: &UserId,
+        email: &str,
         roles: &[Role],
         session: &SessionId,
     ) -> Result<IssuedAccessToken, jsonwebtoken::errors::Error> {
@@ -197,6 +202,7 @@ impl AccessTokens {
             jti: ulid::Ulid::new().to_string(),
             roles: roles.to_vec(),
             sid: session.to_string(),
+            email: Some(email.to_owned()),
         };
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.keys.active_kid.clone());
@@ -272,10 +278,11 @@ mod tests {
     fn an_issued_token_verifies_with_its_claims() {
         let t = tokens();
         let user = UserId::generate();
-        let issued = t.issue(&user, &[Role::User], &SessionId::generate()).unwrap();
+        let issued = t.issue(&user, "ada@example.com", &[Role::User], &SessionId::generate()).unwrap();
         let claims = t.verify(&issued.token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.roles, vec![Role::User]);
+        assert_eq!(claims.email.as_deref(), Some("ada@example.com"));
     }
 
     #[test]

@@ -742,6 +742,21 @@ pub async fn post_with(
     extra: impl FnOnce(&Transaction) -> Vec<TransactWriteItem>,
 ) -> Result<Settled, LedgerError> {
     let tx = get_transaction(table, id).await?.ok_or(LedgerError::NotFound)?;
+    post_loaded(table, tx, extra).await
+}
+
+/// [`post_with`] for a movement the caller has just read (saving a read): the write is
+/// conditioned on the movement still being PENDING, so a read that is out of date is caught
+/// there, and what the movement became is read then.
+///
+/// # Errors
+/// As [`post`].
+pub async fn post_loaded(
+    table: &Table,
+    tx: Transaction,
+    extra: impl FnOnce(&Transaction) -> Vec<TransactWriteItem>,
+) -> Result<Settled, LedgerError> {
+    let id = &tx.id.clone();
     match tx.status {
         TransactionStatus::Completed => return Ok(Settled { transaction: tx, changed: false }),
         TransactionStatus::Failed => return Err(LedgerError::AlreadyFinal(TransactionStatus::Failed)),

@@ -204,7 +204,7 @@ impl RevioClient {
     /// cannot be set up.
     pub fn new(config: RevioConfig) -> Result<Self, InitError> {
         let base_url = normalise_base_url(&config.base_url, config.allow_insecure_http)?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()?
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             // A frozen Lambda's idle connections may be dead on thaw; do not keep them long.

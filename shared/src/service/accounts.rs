@@ -210,7 +210,9 @@ pub async fn login(table: &Table, tokens: &AccessTokens, input: LoginInput) -> R
     let session = SessionId::generate();
     let refresh = NewRefreshToken::generate();
     sessions::start(table, &user.id, &session, &refresh.hash).await?;
-    let access = tokens.issue(&user.id, &user.roles, &session).map_err(|e| LoginError::Internal(e.to_string()))?;
+    let access = tokens
+        .issue(&user.id, user.email.as_str(), &user.roles, &session)
+        .map_err(|e| LoginError::Internal(e.to_string()))?;
     tracing::info!(user_id = %user.id, session_id = %session, "signed in");
     Ok(TokenPair {
         access_token: access.token,
@@ -248,7 +250,7 @@ pub async fn refresh(table: &Table, tokens: &AccessTokens, input: RefreshInput) 
     let rotated = sessions::rotate(table, &old_hash, &next.hash).await?;
     let user = users::get_user(table, &rotated.user_id).await?.ok_or(RefreshError::Invalid)?;
     let access = tokens
-        .issue(&user.id, &user.roles, &rotated.session_id)
+        .issue(&user.id, user.email.as_str(), &user.roles, &rotated.session_id)
         .map_err(|e| RefreshError::Store(StoreError::Corrupt(e.to_string())))?;
     Ok(TokenPair {
         access_token: access.token,

@@ -161,7 +161,8 @@ pub struct DepositView {
 pub const CREATED: StatusCode = StatusCode::CREATED;
 
 impl Deposits {
-    /// Starts deposit `id` for `user` (whose e-mail Revio shows on its checkout page).
+    /// Starts deposit `id` for `user`, whose e-mail Revio shows on its checkout page: `email`
+    /// when the caller's token carries it, else read from the user's record.
     ///
     /// `id` derives from the request's Idempotency-Key ([`crate::idempotency::operation_id`]),
     /// so a repeat of a request whose answer was never stored (a crash, a lost response, a 503)
@@ -174,6 +175,7 @@ impl Deposits {
     pub async fn create(
         &self,
         user: &UserId,
+        email: Option<&str>,
         id: TransactionId,
         input: CreateDepositInput,
     ) -> Result<DepositView, DepositError> {
@@ -185,9 +187,14 @@ impl Deposits {
         if amount.value() > self.limits.maximum {
             return Err(DepositError::AboveMaximum(crate::money::format(self.limits.maximum, currency)));
         }
-        let profile = crate::store::users::get_user(&self.table, user)
-            .await?
-            .ok_or_else(|| DepositError::Internal("depositing user does not exist".into()))?;
+        let email = match email {
+            Some(e) => e.to_owned(),
+            None => crate::store::users::get_user(&self.table, user)
+                .await?
+                .ok_or_else(|| DepositError::Internal("depositing user does not exist".into()))?
+                .email
+                .to_string(),
+        };
 
         let new = NewTransaction {
             id: id.clone(),
@@ -237,7 +244,7 @@ impl Deposits {
         let purchase = self
             .revio
             .create_purchase(&NewPurchase {
-                email: profile.email.to_string(),
+                email,
                 amount_minor: amount.minor_units(currency),
                 currency: "ZAR".into(),
                 product_name: format!("{amount} Purse coins"),

@@ -578,7 +578,7 @@ impl WebhookSource for KycSource {
         })
     }
 
-    fn event(&self, headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)> {
+    fn event(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<(String, serde_json::Value)> {
         let webhook_id = headers.get("webhook-id")?.to_str().ok()?.to_owned();
         let json: serde_json::Value = serde_json::from_slice(body).ok()?;
         let kyc_id = KycId::parse(json["data"]["client_ref"].as_str()?).ok()?;
@@ -586,8 +586,8 @@ impl WebhookSource for KycSource {
         if webhook_id.is_empty() || webhook_id.len() > 128 {
             return None;
         }
-        let message = KycMessage::Webhook { delivery_id: delivery_id.to_owned(), kyc_id, reference };
-        Some((webhook_id, serde_json::to_string(&message).ok()?))
+        let message = KycMessage::Webhook { delivery_id: String::new(), kyc_id, reference };
+        Some((webhook_id, serde_json::to_value(&message).ok()?))
     }
 }
 

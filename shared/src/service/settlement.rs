@@ -91,7 +91,7 @@ async fn credit_deposit(table: &Table, tx: &Transaction) -> Result<(ledger::Sett
         None
     };
     let referred = marker.is_some();
-    let settled = ledger::post_with(table, &tx.id, move |_| marker.into_iter().collect()).await?;
+    let settled = ledger::post_loaded(table, tx.clone(), move |_| marker.into_iter().collect()).await?;
     Ok((settled, referred))
 }
 
@@ -144,9 +144,13 @@ pub async fn settle_purchase_with(
         paid_currency: purchase.currency.clone(),
         detail,
     };
-    let by_reference = ledger::transaction_by_reference(table, "revio", &purchase.id).await.map_err(later)?;
-    // The purchase carries our id as its reference; use it if the reference claim was never written.
-    let id = by_reference.or_else(|| purchase.reference.as_deref().and_then(|r| TransactionId::parse(r).ok()));
+    // The purchase carries our id as its reference, as we created it; the movement's own record
+    // of its purchase is checked below. Only a purchase without a usable reference needs the
+    // reference claim (`REF#revio#<purchase id>`) to find its deposit.
+    let id = match purchase.reference.as_deref().and_then(|r| TransactionId::parse(r).ok()) {
+        Some(id) => Some(id),
+        None => ledger::transaction_by_reference(table, "revio", &purchase.id).await.map_err(later)?,
+    };
     let tx = match &id {
         Some(id) => ledger::get_transaction(table, id).await.map_err(later)?,
         None => None,

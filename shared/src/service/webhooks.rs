@@ -2,7 +2,9 @@
 //!
 //! Receiving ([`WebhookPipeline::receive`], a Function URL per provider): cap the body, verify
 //! the signature (Revio: RSA over the raw bytes; KYC: Standard Webhooks, [`crate::service::kyc`]), log the delivery whatever happens (hash and size, never the
-//! body), de-duplicate by event, and hand the event to SQS before answering 200. Anything
+//! body), de-duplicate by event (the event's first delivery is logged with one conditional write
+//! that is also its claim, [`crate::store::webhooks::record_first`]), and hand the event to SQS
+//! before answering 200. Anything
 //! refused is answered with a 4xx and stays in the log — for 7 days and indexed nowhere when the
 //! signature did not verify, so forgeries can neither be linked to a transaction nor crowd its
 //! webhook list or an index partition ([`crate::store::webhooks`]).
@@ -18,7 +20,7 @@ use crate::revio::{RevioClient, WebhookVerifier};
 use crate::runtime::MessageError;
 use crate::service::referrals::RewardsRelay;
 use crate::service::settlement::{self, Outcome};
-use crate::store::webhooks::{self as log, Delivery, EventClaim, Verification};
+use crate::store::webhooks::{self as log, Delivery, FirstDelivery, Verification};
 use crate::store::Table;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -82,8 +84,9 @@ pub trait WebhookSource: Send + Sync {
     fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), (Verification, &'static str)>;
 
     /// The event of a verified delivery: its de-duplication key and the queue message
-    /// (identifiers only, never the body), or `None` when the body is not an event of ours.
-    fn event(&self, headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)>;
+    /// (identifiers only, never the body) as a JSON object whose `delivery_id` the pipeline
+    /// sets, or `None` when the body is not an event of ours.
+    fn event(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<(String, serde_json::Value)>;
 }
 
 /// What a delivery's body claims, before anything is trusted.
@@ -119,17 +122,17 @@ impl WebhookSource for RevioSource {
         }
     }
 
-    fn event(&self, _headers: &http::HeaderMap, body: &[u8], delivery_id: &str) -> Option<(String, String)> {
+    fn event(&self, _headers: &http::HeaderMap, body: &[u8]) -> Option<(String, serde_json::Value)> {
         let event: RevioEvent =
             serde_json::from_slice(body).ok().filter(|e: &RevioEvent| !e.id.is_empty() && !e.event_type.is_empty())?;
         let payout = event.object.as_deref() == Some("payout") || event.event_type.starts_with("payout.");
         let message = QueuedEvent {
-            delivery_id: delivery_id.to_owned(),
+            delivery_id: String::new(),
             purchase_id: if payout { String::new() } else { event.id.clone() },
             payout_id: payout.then(|| event.id.clone()),
             event_type: event.event_type.clone(),
         };
-        Some((format!("{}#{}", event.id, event.event_type), serde_json::to_string(&message).ok()?))
+        Some((format!("{}#{}", event.id, event.event_type), serde_json::to_value(&message).ok()?))
     }
 }
 
@@ -217,33 +220,49 @@ impl<S: WebhookSource> WebhookPipeline<S> {
             ));
         }
         delivery.verification = Verification::Valid;
-        let Some((event_key, message)) = self.source.event(headers, body, &delivery.id) else {
+        let Some((event_key, mut message)) = self.source.event(headers, body) else {
             delivery.outcome = "MALFORMED".into();
             log::record(&self.table, &delivery).await?;
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, "webhook refused: malformed event");
             return Err(ApiError::bad_request("malformed_event", "the webhook body is not an event we know"));
         };
 
-        let claim = log::claim_event(&self.table, S::PROVIDER, &event_key, &delivery.id).await?;
-        if claim == EventClaim::AlreadyQueued {
-            delivery.outcome = "DUPLICATE".into();
-            log::record(&self.table, &delivery).await?;
-            tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, "duplicate webhook acknowledged");
-            return Ok(Receipt { received: true, delivery_id: delivery.id, duplicate: true });
-        }
+        // One conditional write logs the event's first delivery under an id derived from the
+        // event and claims the event: a later delivery meets it.
+        let first_id = log::first_delivery_id(S::PROVIDER, &event_key);
+        delivery.id.clone_from(&first_id);
         delivery.outcome = "QUEUED".into();
-        log::record(&self.table, &delivery).await?;
-        if let Err(e) = self.sqs.send_message().queue_url(&self.queue_url).message_body(message).send().await {
-            // Not queued: the provider retries the delivery (any answer but 2xx), and the event
-            // claim, never marked QUEUED, lets that retry queue it. A 503, not a 500: nothing is
-            // wrong with the delivery, SQS was briefly unavailable.
+        let seen = log::record_first(&self.table, &delivery, &ulid::Ulid::new().to_string()).await?;
+        let duplicate = seen != FirstDelivery::New;
+        if duplicate {
+            // A later delivery: logged under its own id, and handed over again only when the
+            // first was never queued (see `needs_requeue`); processing is idempotent and records
+            // its outcome on the first delivery's record.
+            delivery.id = Delivery::new_id();
+            delivery.outcome = if seen.needs_requeue() { "REQUEUED" } else { "DUPLICATE" }.into();
+            log::record(&self.table, &delivery).await?;
+            if !seen.needs_requeue() {
+                tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, "duplicate webhook acknowledged");
+                return Ok(Receipt { received: true, delivery_id: delivery.id, duplicate: true });
+            }
+        }
+        message["delivery_id"] = serde_json::Value::String(first_id.clone());
+        if let Err(e) =
+            self.sqs.send_message().queue_url(&self.queue_url).message_body(message.to_string()).send().await
+        {
+            // Not queued: the provider retries the delivery (any answer but 2xx), and the first
+            // delivery's record, left unprocessed, lets that retry queue it. A 503, not a 500:
+            // nothing is wrong with the delivery, SQS was briefly unavailable.
             let cause = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-            log::set_outcome(&self.table, &delivery.id, "QUEUE_FAILED", Some(&cause), None).await?;
+            if duplicate {
+                log::set_outcome(&self.table, &delivery.id, log::QUEUE_FAILED, Some(&cause), None).await?;
+            } else {
+                log::mark_queue_failed(&self.table, &first_id, &cause).await?;
+            }
             return Err(ApiError::temporarily_unavailable(format!("could not queue webhook event: {cause}")));
         }
-        log::mark_event_queued(&self.table, S::PROVIDER, &event_key).await?;
-        tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, event_type = ?delivery.event_type, "webhook queued");
-        Ok(Receipt { received: true, delivery_id: delivery.id, duplicate: claim == EventClaim::SeenNotQueued })
+        tracing::info!(delivery_id = %delivery.id, provider = S::PROVIDER, event_type = ?delivery.event_type, duplicate, "webhook queued");
+        Ok(Receipt { received: true, delivery_id: delivery.id, duplicate })
     }
 }
 

@@ -16,8 +16,12 @@ use crate::domain::ids::{CallId, UserId};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 
-/// Shards of the live-calls index partition.
-pub const LIVE_SHARDS: u32 = 8;
+/// Shards of the live-calls index partition. Every billed minute rewrites its call's entry, so
+/// at 100× today's users (5,600 billed minutes/s at peak) 8 shards would take 700 index write
+/// units/s each, within 2× of a partition's 1,000; 32 take 175 (docs/benchmarks.md, "Scale").
+/// The count can grow freely: a call keeps the shard it was listed under, and the sweeper walks
+/// them all.
+pub const LIVE_SHARDS: u32 = 32;
 /// How long a connection record lives at most (API Gateway closes a connection after 2 hours).
 pub const CONNECTION_TTL_SECONDS: i64 = 2 * 3600 + 600;
 

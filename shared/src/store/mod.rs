@@ -19,7 +19,6 @@
 //! | `RECONCILE#DEPOSITS`    | `CURSOR`    | where the last reconciliation run stopped          |
 //! | `IDEMPOTENCY#<scope>#<sha256(key)>` | `IDEMPOTENCY` | an Idempotency-Key claim and its stored answer |
 //! | `WEBHOOK#<delivery_id>` | `WEBHOOK`   | one received webhook delivery (see [`webhooks`])  |
-//! | `WHEVENT#<provider>#<event>` | `WHEVENT` | de-duplication of a provider event          |
 //! | `KYC#<kyc_id>`          | `KYC`       | one KYC attempt, PAN encrypted ([`kyc`])           |
 //! | `PANCLAIM#<hmac(pan)>`  | `PANCLAIM`  | the one account a PAN belongs to ([`kyc`])         |
 //! | `SERVICE#<svc_id>`      | `SERVICE`   | a game service's credential, secret by hash only ([`services`]) |

@@ -111,6 +111,27 @@ pub async fn get(table: &Table, id: &ServiceId) -> Result<Option<ServiceCredenti
     get_item(table, credential_key(id)).await?.as_ref().map(ServiceCredential::of_item).transpose()
 }
 
+/// One credential as a request's authentication reads it: eventually consistent, half the read
+/// units of [`get`]. Every request of a game service reads its one credential item, so at
+/// 1,500 requests/s a consistent read would take half of a partition's 3,000 read units/s
+/// (docs/benchmarks.md, "Scale"); a revocation or a new credential is seen within about a
+/// second instead of at once.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn get_for_request(table: &Table, id: &ServiceId) -> Result<Option<ServiceCredential>, StoreError> {
+    let out = table
+        .client
+        .get_item()
+        .table_name(&table.name)
+        .set_key(Some(credential_key(id)))
+        .consistent_read(false)
+        .send()
+        .await
+        .map_err(StoreError::dynamo)?;
+    out.item.as_ref().map(ServiceCredential::of_item).transpose()
+}
+
 /// Every credential, revoked ones too, oldest first (at most [`MAX_LISTED`]; read from the
 /// index, so one made a moment ago may be missing).
 ///

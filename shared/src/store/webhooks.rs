@@ -3,7 +3,13 @@
 //! | pk                                   | sk        | what                                   |
 //! |--------------------------------------|-----------|----------------------------------------|
 //! | `WEBHOOK#<delivery_id>`              | `WEBHOOK` | one delivery: hash, size, verification, outcome |
-//! | `WHEVENT#<provider>#<event key>`     | `WHEVENT` | de-duplication of one provider event   |
+//!
+//! An event's **first** verified delivery is logged under an id derived from the provider and
+//! the event ([`first_delivery_id`]), written only if absent ([`record_first`]): that one write
+//! is both the delivery's log entry and the event's de-duplication claim, and the consumer
+//! records the event's outcome on it. Later deliveries of the same event are logged under ids
+//! of their own: `DUPLICATE`, or `REQUEUED` when the first was never queued (its queueing
+//! failed, or it is still unprocessed [`REQUEUE_AFTER_SECONDS`] after it arrived).
 //!
 //! Bodies are never stored, only their SHA-256 and size. What a body says is trusted only once
 //! its signature verified, and the log is laid out so that an unauthenticated sender cannot
@@ -117,12 +123,9 @@ fn delivery_key(id: &str) -> Item {
     key(format!("WEBHOOK#{id}"), "WEBHOOK")
 }
 
-/// Writes a delivery to the log: indexed and kept 90 days when verified, unindexed and kept 7
-/// days when not (see the module documentation).
-///
-/// # Errors
-/// [`StoreError`] on storage failure.
-pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
+/// A delivery's log item: indexed and kept 90 days when verified, unindexed and kept 7 days
+/// when not (see the module documentation).
+fn delivery_item(d: &Delivery) -> Item {
     let now = now_rfc3339();
     let verified = d.verification == Verification::Valid;
     let retention = if verified { RETENTION_SECONDS } else { REJECTED_RETENTION_SECONDS };
@@ -161,6 +164,16 @@ pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
         // For forensics only: not a link, not indexed.
         item.insert("claimed_reference".into(), s(truncate(claim, MAX_CLAIMED_REFERENCE_CHARS)));
     }
+    item
+}
+
+/// Writes a delivery to the log: indexed and kept 90 days when verified, unindexed and kept 7
+/// days when not (see the module documentation).
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub async fn record(table: &Table, d: &Delivery) -> Result<(), StoreError> {
+    let item = delivery_item(d);
     table.client.put_item().table_name(&table.name).set_item(Some(item)).send().await.map_err(StoreError::dynamo)?;
     Ok(())
 }
@@ -172,7 +185,8 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Records what processing made of a delivery.
+/// Records what processing made of a delivery, unless it already has a final outcome (a repeat
+/// of an event already processed keeps the record saying what the first processing did).
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
@@ -189,7 +203,14 @@ pub async fn set_outcome(
         .update_item()
         .table_name(&table.name)
         .set_key(Some(delivery_key(delivery_id)))
-        .condition_expression("attribute_exists(pk)")
+        .condition_expression(
+            "attribute_exists(pk) AND outcome IN (:queued, :requeued, :failed, :retrying, :not_final)",
+        )
+        .expression_attribute_values(":queued", s("QUEUED"))
+        .expression_attribute_values(":requeued", s("REQUEUED"))
+        .expression_attribute_values(":failed", s(QUEUE_FAILED))
+        .expression_attribute_values(":retrying", s("RETRYING"))
+        .expression_attribute_values(":not_final", s("NOT_FINAL"))
         .expression_attribute_values(":o", s(outcome))
         .expression_attribute_values(":now", s(now_rfc3339()))
         .expression_attribute_values(":d", s(truncate(detail.unwrap_or(""), 500)));
@@ -249,37 +270,58 @@ pub async fn for_transaction(table: &Table, id: &TransactionId) -> Result<Vec<De
     Ok(out)
 }
 
-/// Whether an event was seen before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventClaim {
-    /// First time: process it.
+/// What writing an event's first delivery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstDelivery {
+    /// The event is new: this delivery is its first, logged now.
     New,
-    /// Seen and already handed to the queue: nothing more to do.
-    AlreadyQueued,
-    /// Seen but not known to have reached the queue (the earlier attempt failed midway):
-    /// hand it over again; processing is idempotent.
-    SeenNotQueued,
+    /// The event was delivered before; `outcome` is what its first delivery's record says
+    /// (`QUEUED` until the consumer records what processing made of it), `age_seconds` how long
+    /// ago that delivery arrived.
+    Seen { outcome: String, age_seconds: i64 },
 }
 
-fn event_key(provider: &str, event: &str) -> Item {
-    key(format!("WHEVENT#{provider}#{event}"), "WHEVENT")
+/// How long after its first delivery an event still `QUEUED` is taken as never queued (the
+/// receiver stopped between its log write and the queue): well beyond a receiver's timeout and
+/// a consumer's usual delay. Until then a repeat is a duplicate of an event in flight.
+pub const REQUEUE_AFTER_SECONDS: i64 = 60;
+
+impl FirstDelivery {
+    /// Whether a repeat delivery should hand the event to the queue again: its queueing failed,
+    /// or it is still unprocessed long after it arrived (the receiver may have stopped before
+    /// queueing it). Handing it over again is safe: processing is idempotent.
+    pub fn needs_requeue(&self) -> bool {
+        match self {
+            FirstDelivery::New => true,
+            FirstDelivery::Seen { outcome, age_seconds } => {
+                outcome == QUEUE_FAILED || (outcome == "QUEUED" && *age_seconds >= REQUEUE_AFTER_SECONDS)
+            }
+        }
+    }
 }
 
-/// Claims an event key with one conditional write.
+/// The outcome of a first delivery whose event could not be handed to the queue.
+pub const QUEUE_FAILED: &str = "QUEUE_FAILED";
+
+/// The log id of an event's first delivery: derived from the provider and the event, so that
+/// every delivery of the event meets the same record.
+pub fn first_delivery_id(provider: &str, event: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{provider}#{event}").as_bytes());
+    let hex: String = digest.iter().take(13).map(|b| format!("{b:02x}")).collect();
+    format!("whd_e{hex}")
+}
+
+/// Logs `d`, whose id is [`first_delivery_id`], if no delivery of its event was logged before:
+/// one conditional write that is both the log entry and the event's de-duplication claim.
+/// `attempt` (fresh per call) recognises this call's own write when a lost response makes the
+/// SDK repeat it.
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
-pub async fn claim_event(
-    table: &Table,
-    provider: &str,
-    event: &str,
-    delivery_id: &str,
-) -> Result<EventClaim, StoreError> {
-    let mut item = event_key(provider, event);
-    item.insert("state".into(), s("RECEIVED"));
-    item.insert("first_delivery_id".into(), s(delivery_id));
-    item.insert("created_at".into(), s(now_rfc3339()));
-    item.insert("expires_at".into(), n(now_epoch() + RETENTION_SECONDS));
+pub async fn record_first(table: &Table, d: &Delivery, attempt: &str) -> Result<FirstDelivery, StoreError> {
+    let mut item = delivery_item(d);
+    item.insert("attempt".into(), s(attempt));
     let put = table
         .client
         .put_item()
@@ -289,56 +331,61 @@ pub async fn claim_event(
         .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    match put {
-        Ok(_) => Ok(EventClaim::New),
-        Err(e) => {
-            let queued = match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
-                    c.item().and_then(|i| i.opt_str("state").map(|s| s == "QUEUED"))
-                }
-                _ => return Err(StoreError::dynamo(e)),
-            };
-            match queued {
-                Some(true) => Ok(EventClaim::AlreadyQueued),
-                Some(false) => Ok(EventClaim::SeenNotQueued),
-                // The emulator may not return the old item: read it.
-                None => {
-                    let got = table
-                        .client
-                        .get_item()
-                        .table_name(&table.name)
-                        .set_key(Some(event_key(provider, event)))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(StoreError::dynamo)?;
-                    let state = got.item.as_ref().and_then(|i| i.opt_str("state").map(str::to_owned));
-                    Ok(if state.as_deref() == Some("QUEUED") {
-                        EventClaim::AlreadyQueued
-                    } else {
-                        EventClaim::SeenNotQueued
-                    })
-                }
+    let old = match put {
+        Ok(_) => return Ok(FirstDelivery::New),
+        Err(e) => match e.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                c.item().cloned()
             }
-        }
+            _ => return Err(StoreError::dynamo(e)),
+        },
+    };
+    let old = match old {
+        Some(old) => old,
+        // DynamoDB returns the item; an emulator may not: read it.
+        None => table
+            .client
+            .get_item()
+            .table_name(&table.name)
+            .set_key(Some(delivery_key(&d.id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?
+            .item
+            .unwrap_or_default(),
+    };
+    if old.opt_str("attempt") == Some(attempt) {
+        // Our own write, repeated by the SDK after its response was lost.
+        return Ok(FirstDelivery::New);
     }
+    let received = old.opt_str("received_at").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let age_seconds = received.map_or(i64::MAX, |t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds());
+    Ok(FirstDelivery::Seen { outcome: old.opt_str("outcome").unwrap_or_default().to_owned(), age_seconds })
 }
 
-/// Marks an event as handed to the queue.
+/// Records that a first delivery's event could not be queued, unless processing has recorded
+/// an outcome meanwhile.
 ///
 /// # Errors
 /// [`StoreError`] on storage failure.
-pub async fn mark_event_queued(table: &Table, provider: &str, event: &str) -> Result<(), StoreError> {
-    table
+pub async fn mark_queue_failed(table: &Table, delivery_id: &str, cause: &str) -> Result<(), StoreError> {
+    let update = table
         .client
         .update_item()
         .table_name(&table.name)
-        .set_key(Some(event_key(provider, event)))
-        .update_expression("SET #state = :q")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_values(":q", s("QUEUED"))
+        .set_key(Some(delivery_key(delivery_id)))
+        .update_expression("SET outcome = :f, updated_at = :now, detail = :d")
+        .condition_expression("outcome = :queued")
+        .expression_attribute_values(":f", s(QUEUE_FAILED))
+        .expression_attribute_values(":queued", s("QUEUED"))
+        .expression_attribute_values(":now", s(now_rfc3339()))
+        .expression_attribute_values(":d", s(truncate(cause, 500)))
         .send()
-        .await
-        .map_err(StoreError::dynamo)?;
-    Ok(())
+        .await;
+    match update {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(()),
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
 }

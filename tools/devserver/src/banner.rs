@@ -42,7 +42,8 @@ impl Summary {
 /// The text printed on start; `ws_url` is the WebSocket API's `ws://` address.
 pub fn banner(base_url: &str, ws_url: &str, emulator: &str, prefix: &str, summary: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nPurse dev server: {base_url}   (emulator {emulator}, stack prefix {prefix})\n");
+    let _ = writeln!(out, "\nPurse dev server: {base_url}   (emulator {emulator}, stack prefix {prefix})");
+    let _ = writeln!(out, "Web app: {base_url}/app/   (open it in a browser)\n");
     let _ = writeln!(out, "Routes (API Gateway HTTP API):");
     let path_width = summary.routes.iter().map(|r| r.1.len()).max().unwrap_or(0);
     for (method, path, function) in &summary.routes {
@@ -139,6 +140,7 @@ mod tests {
         let text =
             banner("http://127.0.0.1:3000", "ws://127.0.0.1:3001", "http://127.0.0.1:4566", "purse-dev-", &summary());
         assert!(text.contains("http://127.0.0.1:3000"));
+        assert!(text.contains("Web app: http://127.0.0.1:3000/app/"), "{text}");
         assert!(text.contains("POST   /v1/auth/register  -> AuthRegisterFunction"), "{text}");
         assert!(text.contains("GET    /v1/me             -> MeGetFunction"), "{text}");
         assert!(text.contains("http://127.0.0.1:3000/webhooks/revio  -> RevioWebhookFunction"));

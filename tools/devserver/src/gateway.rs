@@ -110,6 +110,11 @@ where
     if method == http::Method::GET && path.starts_with(RETURN_PAGE_PREFIX) {
         return return_page(&path, req.uri().query().unwrap_or(""));
     }
+    if (method == http::Method::GET || method == http::Method::HEAD) && crate::webapp::is_app_path(&path) {
+        let resp = crate::webapp::serve(&path, method == http::Method::HEAD).await;
+        tracing::debug!("{method} {path} {} {}ms", resp.status().as_u16(), started.elapsed().as_millis());
+        return resp;
+    }
     let resp = match read_request(req, peer, MAX_REQUEST_BYTES).await {
         Ok(raw) => match tokio::spawn(async move { router.dispatch(raw).await }).await {
             Ok(resp) => to_hyper(resp),
@@ -125,8 +130,9 @@ where
     resp
 }
 
-/// Where the local stack's `FrontendUrl` points, so Revio's checkout has somewhere to send the
-/// browser back to (`/dev/wallet/deposits/<id>?result=paid`). Not part of the API.
+/// A plain page for `/dev/wallet/deposits/<id>?result=paid`, where Revio's checkout sent the
+/// browser back before the web app existed (the local `FrontendUrl` is now `/app`, the web app,
+/// see [`crate::webapp`]); kept for links and scripts that still use it. Not part of the API.
 pub const RETURN_PAGE_PREFIX: &str = "/dev/";
 
 /// The page a browser lands on after the sandbox checkout: what happened and how to check it.

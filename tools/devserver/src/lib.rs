@@ -20,6 +20,8 @@
 //!   handshakes through `$connect`, messages routed by `$request.body.action`, `$disconnect`,
 //!   API Gateway's limits, and the `@connections` Management API the functions push frames
 //!   through (an unknown id answers `GoneException`, as in AWS).
+//! - [`webapp`]: the web app (`web/dist`) at `/app/`, same origin as the API, with the cache
+//!   headers CloudFront gives it in a deployed stack.
 //! - [`banner`]: what is printed on start: URLs, routes, webhooks, queues and a curl walk-through.
 //! - [`shutdown_signal`]: Ctrl-C or SIGTERM.
 
@@ -28,6 +30,7 @@ pub mod config;
 pub mod gateway;
 pub mod schedule;
 pub mod sqs;
+pub mod webapp;
 pub mod websocket;
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.

@@ -78,8 +78,9 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
     let mut params = template.parameter_defaults();
     params.insert("Stage".into(), "local".into());
     params.insert("JwtIssuer".into(), api_base_url.to_owned());
-    // The dev server answers the checkout's return URL itself (`/dev/...`).
-    params.insert("FrontendUrl".into(), format!("{}/dev", api_base_url.trim_end_matches('/')));
+    // The web app is served by the dev server at `/app/` (tools/devserver/src/webapp.rs): the
+    // checkout sends the browser back to `/app/wallet/deposits/<id>?result=...`.
+    params.insert("FrontendUrl".into(), format!("{}/app", api_base_url.trim_end_matches('/')));
     if let Ok(revio) = std::env::var("PURSE_REVIO_URL") {
         params.insert("RevioBaseUrl".into(), revio);
     }
