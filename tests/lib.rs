@@ -248,6 +248,18 @@ impl TestApp {
         (profile, r.json)
     }
 
+    /// Signs up a user with referral code `code` and signs them in: (user id, access token, e-mail).
+    pub async fn referred_user(&self, code: &str) -> (String, String, String) {
+        let email = format!("friend-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+        let body = serde_json::json!({"email": email, "password": "correct-horse-battery", "referral_code": code});
+        let r = self.post("/v1/auth/register", &body, None).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let login = self
+            .post("/v1/auth/login", &serde_json::json!({"email": email, "password": "correct-horse-battery"}), None)
+            .await;
+        (r.json["id"].as_str().unwrap().to_owned(), login.json["access_token"].as_str().unwrap().to_owned(), email)
+    }
+
     /// An access token of a freshly signed-in user, and their id.
     pub async fn user_token(&self) -> (String, String) {
         let (profile, tokens) = self.signed_in_user().await;

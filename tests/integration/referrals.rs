@@ -8,21 +8,6 @@ use purse::service::referrals::{self, RewardOutcome, RewardRules};
 use purse_tests::{emulator_stats, eventually, fresh_pan, Sandbox, TestApp};
 use serde_json::{json, Value};
 
-/// Signs up a user with `code` and signs them in: (user id, access token, e-mail).
-async fn referred_user(app: &TestApp, code: &str) -> (String, String, String) {
-    let email = format!("friend-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
-    let r = app
-        .post(
-            "/v1/auth/register",
-            &json!({"email": email, "password": "correct-horse-battery", "referral_code": code}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let login = app.post("/v1/auth/login", &json!({"email": email, "password": "correct-horse-battery"}), None).await;
-    (r.json["id"].as_str().unwrap().to_owned(), login.json["access_token"].as_str().unwrap().to_owned(), email)
-}
-
 /// A referrer whose own KYC verified: (user id, token, referral code).
 async fn referrer(app: &TestApp) -> (String, String, String) {
     let (id, token, code) = unverified_referrer(app).await;
@@ -94,7 +79,7 @@ async fn rewards_of(app: &TestApp, token: &str) -> Value {
 async fn a_referee_who_verifies_and_deposits_earns_the_referrer_one_reward() {
     let app = TestApp::spawn_serving().await;
     let (referrer_id, referrer_token, code) = referrer(&app).await;
-    let (_, token, email) = referred_user(&app, &code).await;
+    let (_, token, email) = app.referred_user(&code).await;
     let before = rewards_of(&app, &referrer_token).await;
     assert_eq!(before["referees"][0]["status"], "PENDING");
     assert_eq!(before["referees"][0]["email"], format!("{}***@example.com", &email[..1]));
@@ -129,7 +114,7 @@ async fn a_referee_who_verifies_and_deposits_earns_the_referrer_one_reward() {
 async fn a_reward_that_waits_for_kyc_pays_when_kyc_verifies() {
     let app = TestApp::spawn_serving().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (_, token, _) = referred_user(&app, &code).await;
+    let (_, token, _) = app.referred_user(&code).await;
     paid_deposit(&app, &token, "25.00").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.wallet_of(&referrer_id).await.0, "0.00", "no reward before KYC");
@@ -146,7 +131,7 @@ async fn a_reward_that_waits_for_kyc_pays_when_kyc_verifies() {
 async fn the_reward_event_delivered_fifty_times_concurrently_pays_once() {
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "20.00").await;
     let referee = UserId::parse(&referee).unwrap();
@@ -165,7 +150,7 @@ async fn with_faults_on_fifty_concurrent_reward_events_pay_once() {
     let _heavy = purse_tests::HEAVY.lock().await;
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "20.00").await;
     let referee = UserId::parse(&referee).unwrap();
@@ -196,7 +181,7 @@ async fn a_reward_event_never_sent_is_relayed_by_the_scheduled_job_and_paid() {
     // sent to the queue (settled directly, as if the process died right after the credit).
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     let referee = UserId::parse(&referee).unwrap();
     // KYC's own announcement is processed before the deposit exists: the reward waits.
@@ -228,7 +213,7 @@ async fn a_self_referral_through_a_second_account_never_pays() {
     // One person: a first account that never verifies, and a second one, signed up with the
     // first one's code, verified with the person's PAN and funded.
     let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
-    let (second, token, _) = referred_user(&app, &code).await;
+    let (second, token, _) = app.referred_user(&code).await;
     let pan = fresh_pan("3333");
     assert_eq!(app.submit_kyc(&token, &pan).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "20.00").await;
@@ -249,7 +234,7 @@ async fn a_self_referral_through_a_second_account_never_pays() {
 async fn a_reward_that_waits_for_the_referrers_kyc_pays_when_the_referrer_verifies() {
     let app = TestApp::spawn_serving().await;
     let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
-    let (_, token, _) = referred_user(&app, &code).await;
+    let (_, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     paid_deposit(&app, &token, "20.00").await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
@@ -267,7 +252,7 @@ async fn a_reward_that_waits_for_the_referrers_kyc_pays_when_the_referrer_verifi
 async fn a_referrer_verification_whose_announcement_was_lost_is_relayed_by_the_scheduled_job() {
     let app = TestApp::spawn().await;
     let (referrer_id, referrer_token, code) = unverified_referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "20.00").await;
     let referee = UserId::parse(&referee).unwrap();
@@ -321,7 +306,7 @@ async fn a_referrer_at_the_cap_earns_nothing_more_and_the_referral_completes() {
     let (referrer_id, referrer_token, code) = referrer(&app).await;
     let mut referees = Vec::new();
     for _ in 0..2 {
-        let (id, token, _) = referred_user(&app, &code).await;
+        let (id, token, _) = app.referred_user(&code).await;
         assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
         settled_deposit(&app, &token, "10.00").await;
         referees.push(UserId::parse(&id).unwrap());
@@ -356,7 +341,7 @@ async fn the_referral_list_pages_with_a_cursor_that_cannot_reach_another_referre
     let (_, token, code) = referrer(&app).await;
     let (_, other_token, _) = referrer(&app).await;
     for _ in 0..3 {
-        referred_user(&app, &code).await;
+        app.referred_user(&code).await;
     }
     let first = app.get("/v1/referrals?limit=2", Some(&token)).await;
     assert_eq!(first.json["referees"].as_array().unwrap().len(), 2);
@@ -417,7 +402,7 @@ fn item_size(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::A
 async fn measured_requests_per_kyc_submission_and_per_reward() {
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     let (_, other) = app.user_token().await;
     emulator_stats(true).await;
     let pending = app.submit_kyc(&other, &fresh_pan("1111")).await;
@@ -445,7 +430,7 @@ async fn measured_requests_per_kyc_submission_and_per_reward() {
 async fn a_first_deposit_credited_by_an_operator_through_a_case_counts_for_the_referral() {
     let app = TestApp::spawn_serving().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     // Our call to Revio timed out (the deposit FAILED), yet the person paid: a case opens.
     let key = format!("key-{}", ulid::Ulid::new());
@@ -489,7 +474,7 @@ async fn a_first_deposit_credited_by_an_operator_through_a_case_counts_for_the_r
 async fn a_cap_of_zero_pays_no_reward_at_all() {
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     assert_eq!(app.submit_kyc(&token, &fresh_pan("3333")).await.json["status"], "VERIFIED");
     settled_deposit(&app, &token, "10.00").await;
     let referee = UserId::parse(&referee).unwrap();
@@ -501,7 +486,7 @@ async fn a_cap_of_zero_pays_no_reward_at_all() {
 async fn a_first_deposit_charged_back_does_not_count_and_the_next_one_does() {
     let app = TestApp::spawn().await;
     let (referrer_id, _, code) = referrer(&app).await;
-    let (referee, token, _) = referred_user(&app, &code).await;
+    let (referee, token, _) = app.referred_user(&code).await;
     let purchase = settled_deposit_purchase(&app, &token, "20.00").await;
     // The payer's bank takes the money back before the referee verifies.
     let r = reqwest::Client::new()

@@ -9,14 +9,11 @@ also tested directly (module loaded from its path).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -24,29 +21,13 @@ import uuid
 from typing import Any
 
 import boto3
-import botocore.config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EMULATOR = os.path.join(HERE, "emulator.py")
-NO_RETRIES = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emulator_testing import (NO_RETRIES, load_emulator_module, start_emulator,  # noqa: E402
+                              stop_emulator, wait_ready)
 
-
-def load_emulator_module() -> Any:
-    spec = importlib.util.spec_from_file_location("purse_stack_emulator_capacity", EMULATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-emulator = load_emulator_module()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+emulator = load_emulator_module("purse_stack_emulator_capacity")
 
 
 def s(text: str) -> dict[str, str]:
@@ -147,35 +128,15 @@ class EmulatorCapacityTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "PURSE_EMULATOR_FAULTS"}
-        env["PYTHONUNBUFFERED"] = "1"
-        cls.proc = subprocess.Popen([sys.executable, EMULATOR, "--port", str(cls.port)], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if cls.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited: {cls.proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/_emulator/stats", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        cls.proc, cls.port = start_emulator()
+        wait_ready(cls.proc, cls.port)
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                         region_name="us-east-1")
         cls.ddb = session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{cls.port}", config=NO_RETRIES)
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.proc.poll() is None:
-            cls.proc.terminate()
-        try:
-            cls.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.communicate()
+        stop_emulator(cls.proc)
 
     # -- helpers -------------------------------------------------------------
     def setUp(self) -> None:

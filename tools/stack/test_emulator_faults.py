@@ -10,13 +10,10 @@ UpdateExpression checker is also tested directly (module loaded from its path).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -24,65 +21,13 @@ import uuid
 from typing import Any
 
 import boto3
-import botocore.config
 from botocore.exceptions import ClientError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EMULATOR = os.path.join(HERE, "emulator.py")
-# total_max_attempts=1: exactly one attempt. (botocore's ``max_attempts`` counts RETRIES,
-# so {"max_attempts": 1} would still retry once, e.g. a 500 or a throttle.)
-NO_RETRIES = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
-
-
-def load_emulator_module() -> Any:
-    """emulator.py as a module, whatever the test runner's sys.path."""
-    spec = importlib.util.spec_from_file_location("purse_stack_emulator", EMULATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emulator_testing import (NO_RETRIES, load_emulator_module, start_emulator,  # noqa: E402
+                              stop_emulator, wait_ready)
 
 emulator = load_emulator_module()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_emulator(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PURSE_EMULATOR_FAULTS"}
-    env.update({"PYTHONUNBUFFERED": "1", **(extra_env or {})})
-    proc = subprocess.Popen([sys.executable, EMULATOR, "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return proc, port
-
-
-def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited with {proc.returncode}: {proc.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/stats", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("emulator did not answer in time")
-
-
-def stop_emulator(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        out, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
 
 
 class EmulatorFaultsTest(unittest.TestCase):
