@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks: format, clippy, unit and integration tests (against the emulator, the
 # Revio sandbox and the KYC sandbox, which this script starts and stops), the sandboxes' own
-# tests, the template linters, and the browser tests of the web app (web/tests/).
+# tests, the template and workflow linters, and the browser tests of the web app (web/tests/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,11 +23,17 @@ export SAM_CLI_TELEMETRY=0
 "$root/.venv-lint/bin/cfn-lint" template.yaml
 "$root/.venv-lint/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
 
+step "workflows: actionlint .github/workflows (runs shellcheck on run: scripts when it is on PATH)"
+"$root/.venv-lint/bin/actionlint" .github/workflows/*.yml
+
 step "emulator fault injection (tools/stack/test_emulator_faults.py)"
 "$root/.venv/bin/python" -m unittest discover -s tools/stack -p 'test_*.py'
 
 step "provider sandboxes (tools/sandbox/test_*.py)"
 "$root/.venv/bin/python" -m unittest discover -s tools/sandbox -p 'test_*.py'
+
+step "docs/coverage.md against the seeds and the docs' headings (tools/lint/test_*.py)"
+"$root/.venv/bin/python" -m unittest discover -s tools/lint -p 'test_*.py'
 
 step "unit and integration tests (emulator + Revio and KYC sandboxes, chaos suite on fixed seeds)"
 bash tools/stack/with-stack.sh cargo test --workspace --locked

@@ -139,13 +139,14 @@ async fn a_cursor_cannot_be_edited_used_by_another_user_or_moved_to_other_filter
     let other_filters = app.get(&format!("/v1/transactions?limit=3&cursor={cursor}"), Some(&alice_token)).await;
     assert_eq!((other_filters.status, other_filters.code()), (400, "invalid_cursor"));
 
-    // Edit the position inside the cursor and keep its signature.
-    let (payload, tag) = cursor.split_once('.').unwrap();
+    // Edit the position inside the cursor (`<kid>.<payload>.<tag>`) and keep its signature.
+    let mut parts = cursor.splitn(3, '.');
+    let (kid, payload, tag) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut position: Value = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
     position["k"] = Value::String("9999-12-31T00:00:00.000Z#txn_x".into());
-    let forged = format!("{}.{tag}", b64.encode(position.to_string()));
+    let forged = format!("{kid}.{}.{tag}", b64.encode(position.to_string()));
     let r = app.get(&format!("/v1/transactions?limit=2&cursor={forged}"), Some(&alice_token)).await;
     assert_eq!((r.status, r.code()), (400, "invalid_cursor"), "an edited cursor");
 

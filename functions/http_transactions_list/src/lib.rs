@@ -20,10 +20,9 @@ impl HttpFunction for Function {
     const ACCESS: Access = Access::User;
 
     async fn init(ctx: &InitContext) -> Result<Self, InitError> {
-        let tokens = purse::auth::tokens::AccessTokens::from_env(&ctx.env, &ctx.aws).await?;
         Ok(Self {
             table: Table::from_env(&ctx.env, &ctx.aws)?,
-            cursors: CursorSigner::new(tokens.derive_key(b"history-cursor")),
+            cursors: CursorSigner::from_env(&ctx.env, &ctx.aws).await?,
         })
     }
 

@@ -59,6 +59,58 @@ struct KeyDocument {
 }
 
 impl SigningKeys {
+    /// The active key: its kid and bytes (what signs).
+    pub fn active(&self) -> (&str, &[u8]) {
+        (&self.active_kid, &self.keys[&self.active_kid])
+    }
+
+    /// The key named `kid`, if the set holds it (what verifies).
+    pub fn get(&self, kid: &str) -> Option<&[u8]> {
+        self.keys.get(kid).map(Vec::as_slice)
+    }
+
+    /// The kids in the set, sorted.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
+
+    /// Rotation, phase 1: adds a random 256-bit key `kid` that verifies but does not sign yet.
+    ///
+    /// # Errors
+    /// When the set already has a key `kid`.
+    pub fn add_random(&mut self, kid: &str) -> Result<(), String> {
+        use rand::RngCore;
+        if self.keys.contains_key(kid) {
+            return Err(format!("the set already has a key {kid}"));
+        }
+        let mut bytes = vec![0_u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        self.keys.insert(kid.to_owned(), bytes);
+        Ok(())
+    }
+
+    /// Rotation, phase 2: key `kid`, already in the set, signs from now on.
+    ///
+    /// # Errors
+    /// When the set has no key `kid`.
+    pub fn activate(&mut self, kid: &str) -> Result<(), String> {
+        if !self.keys.contains_key(kid) {
+            return Err(format!("the set has no key {kid}"));
+        }
+        kid.clone_into(&mut self.active_kid);
+        Ok(())
+    }
+
+    /// Rotation, phase 3: removes every key but the active one; returns the removed kids.
+    pub fn retire_inactive(&mut self) -> Vec<String> {
+        let mut removed: Vec<String> = self.keys.keys().filter(|k| **k != self.active_kid).cloned().collect();
+        removed.sort_unstable();
+        self.keys.retain(|kid, _| *kid == self.active_kid);
+        removed
+    }
+
     /// Parses the secret's JSON: `{"active_kid": "...", "keys": [{"kid": "...", "secret": "<base64>"}]}`.
     ///
     /// # Errors
@@ -169,17 +221,6 @@ impl AccessTokens {
         Ok(Self::new(keys, &issuer, &audience))
     }
 
-    /// A key for another purpose derived from the active signing key (HMAC-SHA256 of `label`),
-    /// so that, for example, page cursors are signed without a key of their own.
-    pub fn derive_key(&self, label: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let key = &self.keys.keys[&self.keys.active_kid];
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-        mac.update(b"purse-derived-key-v1\0");
-        mac.update(label);
-        mac.finalize().into_bytes().to_vec()
-    }
-
     /// Signs an access token for this user with the active key.
     ///
     /// # Errors
@@ -283,6 +324,38 @@ mod tests {
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.roles, vec![Role::User]);
         assert_eq!(claims.email.as_deref(), Some("ada@example.com"));
+    }
+
+    #[test]
+    fn a_two_phase_rotation_verifies_old_and_new_tokens_until_the_old_key_is_retired() {
+        let mut keys = SigningKeys::random("k1");
+        let old = AccessTokens::new(keys.clone(), "https://purse.test", "purse-api");
+        let user = UserId::generate();
+        let before = old.issue(&user, "ada@example.com", &[Role::User], &SessionId::generate()).unwrap().token;
+
+        // Phase 1: the new key is published; it verifies, the old one still signs.
+        keys.add_random("k2").unwrap();
+        assert!(keys.add_random("k2").is_err());
+        let published =
+            AccessTokens::new(SigningKeys::from_json(&keys.to_json()).unwrap(), "https://purse.test", "purse-api");
+        assert_eq!(keys.active().0, "k1");
+        assert!(published.verify(&before).is_ok());
+
+        // Phase 2: the new key signs; tokens of both keys verify.
+        keys.activate("k2").unwrap();
+        assert!(keys.activate("k9").is_err());
+        let switched = AccessTokens::new(keys.clone(), "https://purse.test", "purse-api");
+        let after = switched.issue(&user, "ada@example.com", &[Role::User], &SessionId::generate()).unwrap().token;
+        assert!(switched.verify(&before).is_ok() && switched.verify(&after).is_ok());
+        assert!(published.verify(&after).is_ok(), "functions still holding the published set verify new tokens");
+        assert!(old.verify(&after).is_err(), "why phase 1 must reach every function before phase 2");
+
+        // Phase 3: the old key is retired; its tokens are refused.
+        assert_eq!(keys.retire_inactive(), vec!["k1".to_owned()]);
+        assert_eq!(keys.kids(), vec!["k2"]);
+        let retired = AccessTokens::new(keys, "https://purse.test", "purse-api");
+        assert_eq!(retired.verify(&before).unwrap_err(), TokenError::UnknownKey);
+        assert!(retired.verify(&after).is_ok());
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Position {
     /// `gsi1sk` of the last examined item.
     k: String,
@@ -119,10 +119,13 @@ struct Position {
 /// The longest cursor accepted (ours are about 150 characters).
 pub const MAX_CURSOR_CHARS: usize = 1024;
 
-/// Signs and checks page cursors.
+/// Signs and checks page cursors with a key set of their own (`CURSOR_KEYS_SECRET_ID`, the same
+/// `{"active_kid", "keys"}` document as the JWT keys, rotated apart from them): a cursor names
+/// the key that signed it, so cursors issued before a rotation keep working while their key
+/// stays in the set, and rotating the JWT key never touches pagination.
 #[derive(Clone)]
 pub struct CursorSigner {
-    key: Vec<u8>,
+    keys: crate::auth::tokens::SigningKeys,
 }
 
 impl std::fmt::Debug for CursorSigner {
@@ -134,14 +137,31 @@ impl std::fmt::Debug for CursorSigner {
 type HmacSha256 = Hmac<Sha256>;
 
 impl CursorSigner {
-    /// A signer with this key (at least 32 bytes).
-    pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+    /// A signer over this key set.
+    pub fn new(keys: crate::auth::tokens::SigningKeys) -> Self {
+        Self { keys }
     }
 
-    fn mac(&self, user: &UserId, filters: &Filters, payload: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(b"purse-history-cursor-v1\0");
+    /// Loads the key set named by `CURSOR_KEYS_SECRET_ID`.
+    ///
+    /// # Errors
+    /// [`crate::config::InitError`] naming the missing variable or the unloadable secret.
+    pub async fn from_env(
+        env: &crate::config::Env,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::config::InitError> {
+        let secret_id = env.require("CURSOR_KEYS_SECRET_ID")?;
+        let text = crate::secrets::load(aws, &secret_id).await?;
+        let keys = crate::auth::tokens::SigningKeys::from_json(text.expose())
+            .map_err(|reason| crate::config::InitError::Secret { id: secret_id.clone(), reason })?;
+        Ok(Self::new(keys))
+    }
+
+    fn mac(key: &[u8], user: &UserId, filters: &Filters, kid: &str, payload: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"purse-history-cursor-v2\0");
+        mac.update(kid.as_bytes());
+        mac.update(b"\0");
         mac.update(user.as_str().as_bytes());
         mac.update(b"\0");
         mac.update(filters.fingerprint().as_bytes());
@@ -151,10 +171,11 @@ impl CursorSigner {
     }
 
     fn encode(&self, user: &UserId, filters: &Filters, position: &Position) -> String {
+        let (kid, key) = self.keys.active();
         let payload =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).unwrap_or_default());
-        let tag = self.mac(user, filters, &payload).finalize().into_bytes();
-        format!("{payload}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag))
+        let tag = Self::mac(key, user, filters, kid, &payload).finalize().into_bytes();
+        format!("{kid}.{payload}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag))
     }
 
     fn decode(&self, user: &UserId, filters: &Filters, cursor: &str) -> Result<Position, ApiError> {
@@ -164,9 +185,13 @@ impl CursorSigner {
         if cursor.len() > MAX_CURSOR_CHARS {
             return Err(invalid());
         }
-        let (payload, tag) = cursor.split_once('.').ok_or_else(invalid)?;
+        let mut parts = cursor.splitn(3, '.');
+        let (Some(kid), Some(payload), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid());
+        };
+        let key = self.keys.get(kid).ok_or_else(invalid)?;
         let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
-        self.mac(user, filters, payload).verify_slice(&tag).map_err(|_| invalid())?;
+        Self::mac(key, user, filters, kid, payload).verify_slice(&tag).map_err(|_| invalid())?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
         serde_json::from_slice(&bytes).map_err(|_| invalid())
     }
@@ -285,4 +310,49 @@ pub async fn get(table: &Table, user: &UserId, id: &str) -> Result<TransactionVi
         return Err(not_found());
     }
     Ok(TransactionView::of(&tx, user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tokens::SigningKeys;
+
+    fn position() -> Position {
+        Position { k: "2026-12-02T10:00:00.000Z#txn_x".into(), t: "txn_x".into() }
+    }
+
+    #[test]
+    fn a_cursor_outlives_a_rotation_of_its_key_until_the_old_key_is_retired() {
+        let user = UserId::generate();
+        let filters = Filters::parse(None, None, None, None, None).unwrap();
+        let mut keys = SigningKeys::random("c1");
+        let cursor = CursorSigner::new(keys.clone()).encode(&user, &filters, &position());
+        assert!(cursor.starts_with("c1."), "{cursor}");
+
+        keys.add_random("c2").unwrap();
+        keys.activate("c2").unwrap();
+        let rotated = CursorSigner::new(keys.clone());
+        assert_eq!(rotated.decode(&user, &filters, &cursor).unwrap().t, "txn_x");
+        assert!(rotated.encode(&user, &filters, &position()).starts_with("c2."));
+
+        keys.retire_inactive();
+        let retired = CursorSigner::new(keys);
+        assert_eq!(retired.decode(&user, &filters, &cursor).unwrap_err().code, "invalid_cursor");
+    }
+
+    #[test]
+    fn a_cursor_is_bound_to_its_user_its_filters_and_its_key() {
+        let user = UserId::generate();
+        let filters = Filters::parse(None, None, None, None, None).unwrap();
+        let signer = CursorSigner::new(SigningKeys::random("c1"));
+        let cursor = signer.encode(&user, &filters, &position());
+        let refused = |c: &str, u: &UserId, f: &Filters| signer.decode(u, f, c).unwrap_err().code;
+        assert_eq!(refused(&cursor, &UserId::generate(), &filters), "invalid_cursor");
+        let deposits = Filters::parse(Some("DEPOSIT"), None, None, None, None).unwrap();
+        assert_eq!(refused(&cursor, &user, &deposits), "invalid_cursor");
+        assert_eq!(refused(&cursor.replacen("c1.", "c9.", 1), &user, &filters), "invalid_cursor");
+        assert_eq!(refused(&cursor.replacen("c1.", "", 1), &user, &filters), "invalid_cursor");
+        let other_key = CursorSigner::new(SigningKeys::random("c1")).encode(&user, &filters, &position());
+        assert_eq!(refused(&other_key, &user, &filters), "invalid_cursor");
+    }
 }

@@ -8,7 +8,12 @@
 //! purse-admin cases [limit]               the open cases (deposits that need a person), oldest first, as JSON
 //! purse-admin resolve-case <case-id> <credit|refund> <reason...>
 //!                                         close a case: credit the user or refund at Revio
-//! purse-admin jwt-rotate <secret-id>      add a signing key and make it active
+//! purse-admin jwt-rotate <secret-id>      add a signing key and make it active at once (first key; a leak)
+//! purse-admin key-add <secret-id>         rotation phase 1: publish a new key that verifies, not signs
+//! purse-admin key-activate <secret-id> <kid>
+//!                                         rotation phase 2: sign with it (after every function recycled)
+//! purse-admin key-retire <secret-id>      rotation phase 3: drop every key but the active one
+//!                                         (JWT keys and the history-cursor keys alike; runbook 6.2)
 //! purse-admin kyc-reviews [limit]         KYC attempts awaiting a person, oldest first, as JSON
 //! purse-admin kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...>
 //!                                         decide a PENDING KYC attempt, recorded with that admin's id
@@ -49,6 +54,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: purse-admin grant-admin <email> | audit | reconcile [min-age-seconds] | cases [limit] \
                      | resolve-case <case-id> <credit|refund> <reason...> | jwt-rotate <secret-id> \
+                     | key-add <secret-id> | key-activate <secret-id> <kid> | key-retire <secret-id> \
                      | kyc-reviews [limit] | kyc-resolve <kyc-id> <approve|reject> <admin-email> <reason...> \
                      | pay-reward <referee-user-id> | new-pii-keys \
                      | dlq list [--prefix <p>] | dlq peek <dlq-name> [n] | dlq redrive <dlq-name> [--message <id>] \
@@ -153,6 +159,42 @@ async fn run(args: &[String]) -> Result<(), String> {
             }
         }
         ["jwt-rotate", secret_id] => rotate(&aws, secret_id).await,
+        ["key-add", secret_id] => {
+            let mut keys = load_key_set(&aws, secret_id).await?;
+            let millis =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            let kid = format!("k{millis}");
+            keys.add_random(&kid)?;
+            store_key_set(&aws, secret_id, &keys).await?;
+            println!(
+                "secret {secret_id}: key {kid} published (verifies, does not sign; active is still {}). \
+                 Recycle every function that loads this set (runbook 6.3), then: key-activate {secret_id} {kid}",
+                keys.active().0
+            );
+            Ok(())
+        }
+        ["key-activate", secret_id, kid] => {
+            let mut keys = load_key_set(&aws, secret_id).await?;
+            keys.activate(kid)?;
+            store_key_set(&aws, secret_id, &keys).await?;
+            println!(
+                "secret {secret_id}: key {kid} signs from each function's next cold start; recycle them (runbook 6.3). \
+                 Keys kept for verifying: {}. Retire the old ones once what they signed has expired: key-retire {secret_id}",
+                keys.kids().join(", ")
+            );
+            Ok(())
+        }
+        ["key-retire", secret_id] => {
+            let mut keys = load_key_set(&aws, secret_id).await?;
+            let removed = keys.retire_inactive();
+            store_key_set(&aws, secret_id, &keys).await?;
+            println!(
+                "secret {secret_id}: removed {}; only {} remains",
+                if removed.is_empty() { "nothing".to_owned() } else { removed.join(", ") },
+                keys.active().0
+            );
+            Ok(())
+        }
         ["kyc-reviews", rest @ ..] if rest.len() <= 1 => {
             let limit: i32 = rest.first().map(|l| l.parse().map_err(|_| USAGE.to_owned())).transpose()?.unwrap_or(100);
             let items =
@@ -241,6 +283,38 @@ async fn rotate(aws: &aws_config::SdkConfig, secret_id: &str) -> Result<(), Stri
         .await
         .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())?;
     println!("secret {secret_id}: new active key {kid}; functions pick it up at their next cold start");
+    Ok(())
+}
+
+/// The key set stored in `secret_id` (the JWT keys' or the cursor keys' document).
+async fn load_key_set(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+) -> Result<purse::auth::tokens::SigningKeys, String> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let text = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())?
+        .secret_string
+        .ok_or_else(|| format!("secret {secret_id} has no value yet: jwt-rotate writes the first key"))?;
+    purse::auth::tokens::SigningKeys::from_json(&text).map_err(|e| format!("secret {secret_id}: {e}"))
+}
+
+async fn store_key_set(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+    keys: &purse::auth::tokens::SigningKeys,
+) -> Result<(), String> {
+    aws_sdk_secretsmanager::Client::new(aws)
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(keys.to_json())
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())?;
     Ok(())
 }
 

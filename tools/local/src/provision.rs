@@ -126,7 +126,9 @@ pub fn local_parameters(template: &Template, api_base_url: &str) -> BTreeMap<Str
 /// The value a secret holds in a local stack: fresh keys, sandbox credentials.
 pub fn local_secret_value(logical_id: &str) -> Option<String> {
     match logical_id {
-        "JwtSigningKeysSecret" => Some(purse::auth::tokens::SigningKeys::random("local-1").to_json()),
+        "JwtSigningKeysSecret" | "CursorKeysSecret" => {
+            Some(purse::auth::tokens::SigningKeys::random("local-1").to_json())
+        }
         "RevioApiSecret" => Some(
             serde_json::json!({
                 "api_key": std::env::var("REVIO_SANDBOX_API_KEY").unwrap_or_else(|_| "sandbox-revio-key".into()),
