@@ -52,3 +52,6 @@ if (( ${#missing[@]} )); then
   fi
 fi
 bash tools/stack/with-stack.sh bash web/tests/run.sh
+
+step "docs: Mermaid diagrams of README.md and docs/ through Mermaid's parser (tools/lint/mermaid/)"
+bash tools/lint/mermaid/check.sh
