@@ -197,6 +197,7 @@ impl<S: WebhookSource> WebhookPipeline<S> {
         if body.len() > MAX_WEBHOOK_BODY_BYTES {
             delivery.outcome = "TOO_LARGE".into();
             log::record(&self.table, &delivery).await?;
+            crate::metrics::count("DeliveriesRejected", 1);
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, size = body.len(), "webhook refused: body too large");
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook body too large"));
         }
@@ -212,6 +213,7 @@ impl<S: WebhookSource> WebhookPipeline<S> {
             delivery.outcome = "REJECTED_SIGNATURE".into();
             delivery.detail = Some(detail.to_owned());
             log::record(&self.table, &delivery).await?;
+            crate::metrics::count("DeliveriesRejected", 1);
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, verification = ?delivery.verification, detail, "webhook refused: signature");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -223,6 +225,7 @@ impl<S: WebhookSource> WebhookPipeline<S> {
         let Some((event_key, mut message)) = self.source.event(headers, body) else {
             delivery.outcome = "MALFORMED".into();
             log::record(&self.table, &delivery).await?;
+            crate::metrics::count("DeliveriesRejected", 1);
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, "webhook refused: malformed event");
             return Err(ApiError::bad_request("malformed_event", "the webhook body is not an event we know"));
         };
