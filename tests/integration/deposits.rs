@@ -566,3 +566,33 @@ async fn an_event_left_unqueued_by_a_receiver_that_stopped_is_queued_by_a_later_
     assert_eq!(outcomes.iter().filter(|(_, o)| *o == "REQUEUED").count(), 1, "{outcomes:?}");
     app.assert_ledger_balanced().await;
 }
+
+#[tokio::test]
+async fn a_first_delivery_write_repeated_after_a_lost_answer_is_still_the_first() {
+    use purse::store::webhooks::{self, Delivery, FirstDelivery, Verification};
+    let app = TestApp::spawn().await;
+    let event = format!("pur_{}#purchase.paid", ulid::Ulid::new());
+    let delivery = Delivery {
+        id: webhooks::first_delivery_id("revio", &event),
+        provider: "revio",
+        body_sha256: "0".repeat(64),
+        body_size: 10,
+        verification: Verification::Valid,
+        event_type: Some("purchase.paid".into()),
+        provider_reference: None,
+        reference: None,
+        outcome: "QUEUED".into(),
+        detail: None,
+    };
+    // The SDK repeats a PutItem whose answer was lost: the same call, the same attempt token.
+    assert_eq!(webhooks::record_first(&app.table, &delivery, "attempt-1").await.unwrap(), FirstDelivery::New);
+    assert_eq!(webhooks::record_first(&app.table, &delivery, "attempt-1").await.unwrap(), FirstDelivery::New);
+    // Another delivery of the event (another call) finds it.
+    match webhooks::record_first(&app.table, &delivery, "attempt-2").await.unwrap() {
+        FirstDelivery::Seen { outcome, age_seconds } => {
+            assert_eq!(outcome, "QUEUED");
+            assert!(age_seconds < webhooks::REQUEUE_AFTER_SECONDS);
+        }
+        other => panic!("{other:?}"),
+    }
+}
