@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS as CLOSED_NETWORK_ARGS, CHROMIUM_PATH } from '../../tools/chromium.mjs';
 
 export { assert };
 import { expect as expectImported } from './expect.mjs';
@@ -31,16 +32,9 @@ export const API = new URL(BASE).origin;
 /** Where failure screenshots go. */
 export const SHOTS = join(root, 'target', 'web-tests');
 
-/** Chromium's flags: headless on a closed network, as root, with fake media and WebRTC on loopback. */
+/** Chromium's flags: the project's closed-network ones (tools/chromium.mjs), with fake media and WebRTC on loopback. */
 export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
+  ...CLOSED_NETWORK_ARGS,
   // Calls: a fake microphone (a beeping tone), no permission prompt, ICE host candidates with
   // real loopback addresses instead of mDNS names that nothing here resolves.
   '--use-fake-ui-for-media-stream',
@@ -53,7 +47,7 @@ let browserPromise = null;
 /** The one browser of this test file (launched on first use, closed after the file). */
 export function browser() {
   browserPromise ??= chromium.launch({
-    executablePath: process.env.PURSE_CHROMIUM || '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     headless: true,
     args: CHROMIUM_ARGS,
   });
