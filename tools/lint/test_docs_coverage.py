@@ -12,6 +12,10 @@ test checks that:
 - every test or function named in backticks (a snake_case name with three or more underscores)
   exists as a `fn` in the repository's Rust code.
 
+README.md and every other document under docs/ get the link check too, and the tests they name
+must exist (in docs/threat-model.md as a `fn`, elsewhere anywhere in the Rust code, since there
+a long snake_case name may also be a function crate, an error code or an attribute).
+
 The two seed checks are skipped, saying so, when the seeds directory does not exist (a checkout
 without ../shared/seeds); every other check runs everywhere.
 
@@ -71,6 +75,39 @@ def anchors(path: Path) -> set:
     return result
 
 
+def broken_links(doc: Path, text: str, cache: dict | None = None) -> list:
+    """The relative links of `doc` whose file, or whose Markdown heading, does not exist."""
+    cache = {} if cache is None else cache
+    problems = []
+    for target in LINK.findall(text):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        path_part, _, anchor = target.partition("#")
+        path = (doc.parent / path_part).resolve() if path_part else doc
+        if not path.exists():
+            problems.append(f"{doc.name}: {target}: no file {path}")
+            continue
+        if not anchor:
+            continue
+        if path.suffix != ".md":
+            problems.append(f"{doc.name}: {target}: an anchor on a file that is not Markdown")
+            continue
+        if path not in cache:
+            cache[path] = anchors(path)
+        if anchor not in cache[path]:
+            problems.append(f"{doc.name}: {target}: no heading with anchor #{anchor} in {path.name}")
+    return problems
+
+
+def rust_code() -> str:
+    return "\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for d in ("tests", "shared", "functions", "tools")
+        for p in (ROOT / d).rglob("*.rs")
+        if "target" not in p.parts
+    )
+
+
 def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
@@ -125,27 +162,9 @@ class CoverageTable(unittest.TestCase):
         cls.text = COVERAGE.read_text(encoding="utf-8")
 
     def test_every_relative_link_names_an_existing_file_and_heading(self):
-        cache = {}
-        problems = []
         links = LINK.findall(self.text)
         self.assertGreater(len(links), 100, "expected a link in every row")
-        for target in links:
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
-                continue
-            path_part, _, anchor = target.partition("#")
-            path = (COVERAGE.parent / path_part).resolve() if path_part else COVERAGE
-            if not path.exists():
-                problems.append(f"{target}: no file {path}")
-                continue
-            if not anchor:
-                continue
-            if path.suffix != ".md":
-                problems.append(f"{target}: an anchor on a file that is not Markdown")
-                continue
-            if path not in cache:
-                cache[path] = anchors(path)
-            if anchor not in cache[path]:
-                problems.append(f"{target}: no heading with anchor #{anchor} in {path.name}")
+        problems = broken_links(COVERAGE, self.text)
         self.assertEqual(problems, [], "\n".join(problems))
 
     def test_seed_004_has_one_row_per_checkbox_in_order(self):
@@ -202,14 +221,40 @@ class CoverageTable(unittest.TestCase):
     def test_every_named_test_or_function_exists(self):
         names = set(CODE_NAME.findall(self.text))
         self.assertGreater(len(names), 10)
-        code = "\n".join(
-            p.read_text(encoding="utf-8", errors="replace")
-            for d in ("tests", "shared", "functions", "tools")
-            for p in (ROOT / d).rglob("*.rs")
-            if "target" not in p.parts
-        )
+        code = rust_code()
         missing = sorted(n for n in names if not re.search(rf"\bfn {re.escape(n)}\b", code))
         self.assertEqual(missing, [], "named in docs/coverage.md but no such fn")
+
+
+class EveryDocument(unittest.TestCase):
+    """The same two checks on README.md and every document under docs/: a link to a section
+    that was renamed, or a test that was renamed, fails here rather than confusing a reader."""
+
+    DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+    def test_every_relative_link_resolves(self):
+        cache = {}
+        problems = []
+        for doc in self.DOCS:
+            problems += broken_links(doc, doc.read_text(encoding="utf-8"), cache)
+        self.assertEqual(problems, [], "\n".join(problems))
+
+    def test_every_named_test_exists(self):
+        # The threat model cites tests as its evidence: each must be a `fn`. Elsewhere a long
+        # snake_case name may also be a function crate, an error code or an attribute; it must
+        # still exist somewhere in the Rust code.
+        code = rust_code()
+        crates = {p.name for p in (ROOT / "functions").iterdir()}
+        problems = []
+        for doc in self.DOCS:
+            strict = doc.name == "threat-model.md"
+            for name in sorted(set(CODE_NAME.findall(doc.read_text(encoding="utf-8")))):
+                if re.search(rf"\bfn {re.escape(name)}\b", code):
+                    continue
+                if not strict and (name in crates or re.search(rf"\b{re.escape(name)}\b", code)):
+                    continue
+                problems.append(f"{doc.name}: `{name}`")
+        self.assertEqual(problems, [], "named in the docs but not in the code")
 
 
 class SlugRule(unittest.TestCase):
