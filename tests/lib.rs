@@ -100,6 +100,16 @@ impl TestApp {
     pub async fn spawn_with(
         adjust: impl Fn(&purse_local::template::FunctionSpec, purse::config::Env) -> purse::config::Env,
     ) -> Self {
+        Self::spawn_granting(adjust, |_| Vec::new()).await
+    }
+
+    /// Like [`TestApp::spawn_with`], also granting functions IAM statements beyond their template
+    /// policy (`grant` gives each function's extra statements): for a test that points a function
+    /// at a resource outside the template, which in AWS would need the same grant.
+    pub async fn spawn_granting(
+        adjust: impl Fn(&purse_local::template::FunctionSpec, purse::config::Env) -> purse::config::Env,
+        grant: impl Fn(&purse_local::template::FunctionSpec) -> Vec<Value>,
+    ) -> Self {
         if std::env::var_os("PURSE_TEST_LOG").is_some() {
             purse::telemetry::init();
         }
@@ -113,7 +123,13 @@ impl TestApp {
         // Calls bill a "minute" every 2 s and ring for 5 s in tests.
         params.insert("BillingPeriodSeconds".into(), CALL_PERIOD_SECONDS.to_string());
         params.insert("CallRingSeconds".into(), "5".into());
-        let stack = provision::provision(&template, &aws, &prefix, params).await.expect("provision");
+        let mut stack = provision::provision(&template, &aws, &prefix, params).await.expect("provision");
+        for f in template.functions().expect("functions") {
+            let extra = grant(&f);
+            if !extra.is_empty() {
+                stack.iam_grants.insert(f.logical_id.clone(), extra);
+            }
+        }
         let router = Router::start_with(&template, &stack, &aws, adjust).await.expect("functions start");
         let table = purse::store::Table {
             client: aws_sdk_dynamodb::Client::new(&aws),
@@ -798,6 +814,40 @@ impl Caught {
     }
 }
 
+/// IAM in the emulator (`tools/stack/iam_policy.py`): every function of an app signs with its
+/// own principal, whose template policy the emulator enforces.
+impl TestApp {
+    /// The principals the emulator knows for this app: `{"<access key id>": {"function": F,
+    /// "statements": n, "mode": M, ...}}`.
+    pub async fn iam_principals(&self) -> Value {
+        let answer: Value = reqwest::Client::new()
+            .get(format!("{}/_emulator/iam?prefix={}", Self::emulator_url(), self.stack.prefix))
+            .send()
+            .await
+            .expect("emulator reachable")
+            .json()
+            .await
+            .expect("json");
+        answer["principals"].clone()
+    }
+
+    /// Registers an extra principal `fn-<prefix><name>` with these statements, enforced whatever
+    /// the emulator's `PURSE_IAM` mode, and returns an AWS configuration that signs as it.
+    pub async fn iam_principal(&self, name: &str, statements: Value) -> aws_config::SdkConfig {
+        let akid = purse_local::iam::principal(&self.stack.prefix, name);
+        let body = serde_json::json!({"principals": {akid: {
+            "function": name, "prefix": self.stack.prefix, "statements": statements, "mode": "enforce"}}});
+        let r = reqwest::Client::new()
+            .post(format!("{}/_emulator/iam", Self::emulator_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("emulator reachable");
+        assert!(r.status().is_success(), "register {name}: {}", r.text().await.unwrap_or_default());
+        purse_local::iam::function_config(&self.aws, &self.stack.prefix, name)
+    }
+}
+
 /// The emulator's request counters (`/_emulator/stats`), optionally reset after reading. They
 /// are global: a measurement that reads them runs alone.
 pub async fn emulator_stats(reset: bool) -> Value {
@@ -928,9 +978,11 @@ impl TestApp {
         }));
         let region = app.aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
         for consumer in &app.router.consumers {
+            // With the function's own credentials: Lambda's event source mapping polls with the
+            // function's role.
             let poller = purse_devserver::sqs::Poller {
                 consumer: consumer.clone(),
-                client: aws_sdk_sqs::Client::new(&app.aws),
+                client: aws_sdk_sqs::Client::new(&consumer.aws),
                 region: region.clone(),
             };
             app.tasks.push(tokio::spawn(poller.run(stop_rx.clone())));

@@ -73,13 +73,24 @@ async fn a_purchase_revio_refuses_answers_502_provider_rejected_and_the_retry_re
         .send()
         .await
         .unwrap();
-    let app = TestApp::spawn_with(move |f, env| {
-        if f.environment.contains_key("DEPOSIT_MIN") {
-            env.with("REVIO_SECRET_ID", secret.clone())
-        } else {
-            env
-        }
-    })
+    let arn = format!("arn:aws:secretsmanager:*:*:secret:{secret}-*");
+    let app = TestApp::spawn_granting(
+        move |f, env| {
+            if f.environment.contains_key("DEPOSIT_MIN") {
+                env.with("REVIO_SECRET_ID", secret.clone())
+            } else {
+                env
+            }
+        },
+        // The function reads this secret instead of the template's: so may it (IAM).
+        move |f| {
+            if f.environment.contains_key("DEPOSIT_MIN") {
+                vec![json!({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn})]
+            } else {
+                Vec::new()
+            }
+        },
+    )
     .await;
     let (user, token) = app.user_token().await;
     let key = format!("key-{}", ulid::Ulid::new());

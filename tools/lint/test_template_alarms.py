@@ -9,6 +9,10 @@ Fails when, in template.yaml:
 - an alarm has no action on the SNS alarm topic, or does not treat missing data as
   notBreaching;
 - one of the business metrics that need a person (shared/src/metrics.rs) has no alarm;
+- an HTTP API (AWS::Serverless::HttpApi) has no `5xx` alarm or no p99 `Latency` alarm
+  (AWS/ApiGateway, dimensions ApiId and Stage);
+- a money-path function (MONEY_PATH) has no p99 `Duration` alarm between 50 % and 90 % of its
+  timeout;
 - an alarm other than the per-function pairs is not named in docs/runbook.md (each has its
   entry there; the per-function pairs share two).
 
@@ -37,6 +41,17 @@ ALARMED_METRICS = [
     "WithdrawalReconcileFindings",
     "CasesOpened",
     "KycReviewsOpened",
+]
+# Functions that move money: each has a p99 Duration alarm near (50-90 % of) its timeout.
+MONEY_PATH = [
+    "DepositsCreateFunction",
+    "WithdrawalsCreateFunction",
+    "RevioEventsConsumerFunction",
+    "PayoutsConsumerFunction",
+    "CallBillingConsumerFunction",
+    "ReferralRewardsConsumerFunction",
+    "ReconcileDepositsFunction",
+    "CallSweeperFunction",
 ]
 
 
@@ -139,6 +154,36 @@ def problems(template, runbook_text=None):
                 f"(AWS/SQS ApproximateNumberOfMessagesVisible > 0 on !GetAtt {dlq}.QueueName)"
             )
 
+    for api in sorted(resources(template, "AWS::Serverless::HttpApi")):
+        for metric, stat in (("5xx", None), ("Latency", "p99")):
+            ok = any(
+                p.get("Namespace") == "AWS/ApiGateway"
+                and p.get("MetricName") == metric
+                and ref(dimension(p, "ApiId")) == api
+                and ref(dimension(p, "Stage")) == "Stage"
+                and (stat is None or p.get("ExtendedStatistic") == stat)
+                for p in alarms.values()
+            )
+            if not ok:
+                out.append(f"HTTP API {api} has no AWS/ApiGateway {metric}{' ' + stat if stat else ''} alarm (dimensions ApiId, Stage)")
+
+    functions = resources(template, *FUNCTION_TYPES)
+    default_timeout = (((template.get("Globals") or {}).get("Function")) or {}).get("Timeout", 3)
+    for fn in MONEY_PATH:
+        if fn not in functions:
+            continue
+        timeout_ms = 1000 * float((functions[fn].get("Properties") or {}).get("Timeout", default_timeout))
+        ok = any(
+            p.get("Namespace") == "AWS/Lambda"
+            and p.get("MetricName") == "Duration"
+            and ref(dimension(p, "FunctionName")) == fn
+            and p.get("ExtendedStatistic") == "p99"
+            and 0.5 * timeout_ms <= float(p.get("Threshold", -1)) <= 0.9 * timeout_ms
+            for p in alarms.values()
+        )
+        if not ok:
+            out.append(f"money-path function {fn} has no p99 Duration alarm at 50-90 % of its {timeout_ms:.0f} ms timeout")
+
     for metric in ALARMED_METRICS:
         if not any(p.get("Namespace") == "Purse" and p.get("MetricName") == metric for p in alarms.values()):
             out.append(f"metric Purse/{metric} has no alarm")
@@ -168,6 +213,8 @@ class ProjectTemplate(unittest.TestCase):
         template = load(TEMPLATE.read_text())
         self.assertGreater(len(resources(template, *FUNCTION_TYPES)), 10)
         self.assertGreaterEqual(len(dead_letter_queues(template)), 1)
+        self.assertTrue(set(MONEY_PATH) <= set(resources(template, *FUNCTION_TYPES)), "a MONEY_PATH function is gone")
+        self.assertEqual(len(resources(template, "AWS::Serverless::HttpApi")), 1)
 
 
 GOOD = """
@@ -278,6 +325,40 @@ class TheChecks(unittest.TestCase):
         t = good_with_metrics()
         runbook = " ".join(f"`{m}Alarm`" for m in ALARMED_METRICS)
         self.assertEqual(problems(t, runbook), ["alarm DlqAlarm has no entry in docs/runbook.md (name it in backticks)"])
+
+    def test_an_http_api_without_its_alarms_fails(self):
+        t = good_with_metrics()
+        t["Resources"]["Api"] = {"Type": "AWS::Serverless::HttpApi", "Properties": {}}
+        self.assertEqual(problems(t), [
+            "HTTP API Api has no AWS/ApiGateway 5xx alarm (dimensions ApiId, Stage)",
+            "HTTP API Api has no AWS/ApiGateway Latency p99 alarm (dimensions ApiId, Stage)",
+        ])
+        for metric, stat in (("5xx", None), ("Latency", "p99")):
+            alarm = {"Namespace": "AWS/ApiGateway", "MetricName": metric, "TreatMissingData": "notBreaching",
+                     "AlarmActions": [{"Ref": "Topic"}],
+                     "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "Api"}}, {"Name": "Stage", "Value": {"Ref": "Stage"}}]}
+            if stat:
+                alarm["ExtendedStatistic"] = stat
+            t["Resources"][metric + "Alarm"] = {"Type": ALARM, "Properties": alarm}
+        self.assertEqual(problems(t), [])
+
+    def test_a_money_path_function_without_a_duration_alarm_near_its_timeout_fails(self):
+        t = good_with_metrics()
+        t["Resources"]["PayoutsConsumerFunction"] = {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 30}}
+        for metric in ("Errors", "Throttles"):
+            t["Resources"]["P" + metric] = {"Type": ALARM, "Properties": {
+                "Namespace": "AWS/Lambda", "MetricName": metric, "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "Topic"}],
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "PayoutsConsumerFunction"}}]}}
+        missing = ["money-path function PayoutsConsumerFunction has no p99 Duration alarm at 50-90 % of its 30000 ms timeout"]
+        self.assertEqual(problems(t), missing)
+        duration = {"Namespace": "AWS/Lambda", "MetricName": "Duration", "ExtendedStatistic": "p99", "Threshold": 29900,
+                    "TreatMissingData": "notBreaching", "AlarmActions": [{"Ref": "Topic"}],
+                    "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "PayoutsConsumerFunction"}}]}
+        t["Resources"]["PDuration"] = {"Type": ALARM, "Properties": duration}
+        self.assertEqual(problems(t), missing, "a threshold at the timeout itself fires too late")
+        duration["Threshold"] = 24000
+        self.assertEqual(problems(t), [])
 
     def test_short_tags_read_as_long_forms(self):
         doc = load("a: !Ref X\nb: !GetAtt Q.Arn\nc: !Sub 'x-${Y}'\nd: !Not [!Equals [!Ref P, '']]\n")

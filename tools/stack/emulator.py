@@ -73,6 +73,21 @@ What the middleware adds on top of moto (5.2.5):
   second operator, and the text from the token before it to the token after it).
   This is checked before anything else (no fault drawn, not counted in a scope's
   ``requests``, no token stored) and moto is not called.
+* IAM enforcement of each function's policy (``iam_policy.py`` describes it):
+    POST /_emulator/iam        {"principals": {"<access key id>": {"function": F, "prefix": P,
+                                "statements": [...], "mode"?: M}}, "mode"?: M}
+                               registers principals (400 {"error"} for a policy the evaluator
+                               cannot evaluate faithfully)
+    GET  /_emulator/iam[?prefix=P]   {"mode": M, "principals": {akid: {"function", "prefix",
+                                      "statements": n, "mode"}}}
+    GET  /_emulator/iam/usage  {"mode", "denials": n, "functions": {F: [{"action", "resource",
+                                "leading_key", "allowed", "count"}]}}  (tools/stack/iam_usage.py)
+    POST /_emulator/iam/usage/reset
+  A request signed (SigV4 ``Credential=<akid>/...``) by a registered principal must be allowed
+  by its statements, else it gets the service's AccessDeniedException and a line on stderr;
+  requests by anyone else pass. Mode from ``PURSE_IAM``: ``enforce`` (default), ``record``
+  (allow, but log and count what would be denied), ``off``. Checked before fault injection;
+  a refused request is counted in the stats but never reaches moto.
 * Quiet: no per-request log lines unless ``--verbose``.
 
 moto's own control API is still reachable, e.g. ``POST /moto-api/reset``
@@ -206,11 +221,17 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 )
 from werkzeug.serving import make_server  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iam_policy  # noqa: E402
+
 STATS_PATH = "/_emulator/stats"
 RESET_PATH = "/_emulator/stats/reset"
 FAULTS_PATH = "/_emulator/faults"
 MOTO_RESET_PATH = "/moto-api/reset"
 FAULTS_ENV = "PURSE_EMULATOR_FAULTS"
+IAM_PATH = "/_emulator/iam"
+IAM_USAGE_PATH = "/_emulator/iam/usage"
+IAM_USAGE_RESET_PATH = "/_emulator/iam/usage/reset"
 
 # X-Amz-Target prefix -> service key in the stats answer
 TARGET_SERVICES = (
@@ -971,14 +992,54 @@ def read_body(environ: dict[str, Any]) -> bytes:
     return data
 
 
+# -- IAM: what moto knows that the evaluator needs ----------------------------
+class MotoResolver:
+    """Key schemas and secret ARNs from moto's state, for ``iam_policy.request_checks``."""
+
+    def __init__(self, region: str):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        self.region = region
+        self.account = DEFAULT_ACCOUNT_ID
+
+    def partition_key(self, table: str, index: str | None) -> str | None:
+        from moto.dynamodb.models import dynamodb_backends
+        t = dynamodb_backends[self.account][self.region].tables.get(table)
+        if t is None:
+            return None
+        if index is None:
+            return t.hash_key_attr or None
+        idx = next((i for i in list(t.indexes) + list(t.global_indexes) if i.name == index), None)
+        return next((k["AttributeName"] for k in (idx.schema if idx else []) if k.get("KeyType") == "HASH"), None)
+
+    def secret_arn(self, secret_id: str) -> str:
+        from moto.secretsmanager.models import secretsmanager_backends
+        try:
+            secret = secretsmanager_backends[self.account][self.region].secrets.get(secret_id)
+        except Exception:
+            secret = None
+        if secret is not None and getattr(secret, "arn", None):
+            return str(secret.arn)
+        if secret_id.startswith("arn:"):
+            return secret_id
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{secret_id}"
+
+
+def iam_service_of(target: str) -> tuple[str, str] | None:
+    for prefix, service in iam_policy.SERVICE_OF_TARGET:
+        if target.startswith(prefix):
+            return service, target.split(".", 1)[1] if "." in target else ""
+    return None
+
+
 class SerialisingMiddleware:
     """Serialise DynamoDB requests, count requests by operation, inject faults,
     implement ClientRequestToken, refuse chained SET arithmetic, serve /_emulator/."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], faults: dict[str, Any] | None = None,
-                 verbose: bool = False):
+                 verbose: bool = False, iam_mode: str = "enforce"):
         self.app = app
         self.verbose = verbose
+        self.iam = iam_policy.IamRegistry(iam_mode)
         self.dynamodb_lock = threading.Lock()
         self.stats_lock = threading.Lock()
         self.stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -1066,6 +1127,51 @@ class SerialisingMiddleware:
             self.set_faults(scope, config)
             return self._json(start_response, "200 OK", {"scope": scope, "config": config})
         return self._json(start_response, "405 Method Not Allowed", {"error": "use GET, POST or DELETE"})
+
+    # -- IAM ----------------------------------------------------------------
+    def _iam_api(self, environ: dict[str, Any], start_response: Any, path: str, method: str) -> list[bytes]:
+        if path == IAM_USAGE_PATH and method == "GET":
+            return self._json(start_response, "200 OK", self.iam.usage_snapshot())
+        if path == IAM_USAGE_RESET_PATH and method == "POST":
+            self.iam.reset_usage()
+            return self._json(start_response, "200 OK", {"reset": True})
+        if path == IAM_PATH and method == "GET":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            return self._json(start_response, "200 OK", self.iam.describe((query.get("prefix") or [None])[0]))
+        if path == IAM_PATH and method == "POST":
+            try:
+                req = json.loads(read_body(environ) or b"{}")
+            except ValueError:
+                return self._json(start_response, "400 Bad Request", {"error": "body is not valid JSON"})
+            try:
+                answer = self.iam.register(req)
+            except iam_policy.PolicyError as e:
+                print(f"emulator: IAM registration refused: {e}", file=sys.stderr, flush=True)
+                return self._json(start_response, "400 Bad Request", {"error": str(e)})
+            if self.verbose:
+                print(f"emulator: IAM registered {len(answer['registered'])} principal(s)", flush=True)
+            return self._json(start_response, "200 OK", answer)
+        return self._json(start_response, "405 Method Not Allowed", {"error": "unknown IAM call"})
+
+    def _iam_denial(self, environ: dict[str, Any], target: str) -> Response | None:
+        """The AccessDeniedException for a registered principal's request its policy does
+        not allow (enforce mode), else None."""
+        principal = self.iam.principal(environ.get("HTTP_AUTHORIZATION", ""))
+        if principal is None:
+            return None
+        found = iam_service_of(target)
+        if found is None:
+            return None
+        service, op = found
+        body = read_body(environ)
+        try:
+            parsed: Any = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        decision = self.iam.authorize(principal, service, op, parsed, MotoResolver(request_region(environ)))
+        if decision.allowed:
+            return None
+        return iam_policy.access_denied(service, decision.message)
 
     def _decide(self, service: str, op: str, body: bytes) -> tuple[FaultScope, str | None, float]:
         text = body.decode("utf-8", "replace")
@@ -1206,6 +1312,8 @@ class SerialisingMiddleware:
                 return self._json(start_response, "200 OK", {"reset": True})
             if p == FAULTS_PATH:
                 return self._faults_api(environ, start_response, method)
+            if p.startswith(IAM_PATH):
+                return self._iam_api(environ, start_response, p, method)
             return self._json(start_response, "404 Not Found", {"error": "unknown emulator path"})
         if path.rstrip("/") == MOTO_RESET_PATH and method == "POST":
             with self.dynamodb_lock:
@@ -1215,6 +1323,9 @@ class SerialisingMiddleware:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
             self._count(target)
+            denial = self._iam_denial(environ, target)
+            if denial is not None:
+                return self._answer(start_response, denial)
         op = target.split(".", 1)[1] if "." in target else ""
         if target.startswith("AmazonSQS."):
             return self._sqs(environ, start_response, op)
@@ -1237,9 +1348,10 @@ class QuietHandler(MotoRequestHandler):
             super().log_request(code, size)
 
 
-def build_app(faults: dict[str, Any] | None = None, verbose: bool = False) -> SerialisingMiddleware:
+def build_app(faults: dict[str, Any] | None = None, verbose: bool = False,
+              iam_mode: str = "enforce") -> SerialisingMiddleware:
     moto_app = DomainDispatcherApplication(create_backend_app)
-    return SerialisingMiddleware(moto_app, faults=faults, verbose=verbose)
+    return SerialisingMiddleware(moto_app, faults=faults, verbose=verbose, iam_mode=iam_mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1258,6 +1370,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator: bad {FAULTS_ENV}={spec!r}: {e}", file=sys.stderr, flush=True)
         return 2
 
+    iam_mode = os.environ.get(iam_policy.MODE_ENV, "").strip().lower() or "enforce"
+    if iam_mode not in iam_policy.MODES:
+        print(f"emulator: bad {iam_policy.MODE_ENV}={iam_mode!r}: one of {', '.join(iam_policy.MODES)}",
+              file=sys.stderr, flush=True)
+        return 2
+
     os.environ["MOTO_PORT"] = str(args.port)
     QuietHandler.verbose = args.verbose
     if not args.verbose:
@@ -1265,7 +1383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         server = make_server(
-            args.host, args.port, build_app(faults, args.verbose), threaded=True,
+            args.host, args.port, build_app(faults, args.verbose, iam_mode), threaded=True,
             request_handler=QuietHandler,
         )
     except OSError as e:
@@ -1282,6 +1400,8 @@ def main(argv: list[str] | None = None) -> int:
     if faults is not None:
         print(f"emulator: faults on (global scope, from {FAULTS_ENV}): {format_fault_spec(faults)}",
               flush=True)
+    if iam_mode != "enforce":
+        print(f"emulator: IAM {iam_mode} (from {iam_policy.MODE_ENV})", flush=True)
     print(f"emulator: listening on http://{args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

@@ -12,6 +12,9 @@
 #   PURSE_EMULATOR_FAULTS  fault spec for the emulator's global scope, e.g.
 #                        conflict=0.1,throttle=0.05,seed=7 (see emulator.py); the
 #                        servers inherit the whole environment.
+#   PURSE_IAM            enforce (default) | record | off: whether the emulator refuses
+#                        a function what its template policy does not allow
+#                        (tools/stack/iam_policy.py).
 #   REVIO_SANDBOX_*      passed through to the sandbox (see revio.py); the signing
 #                        key defaults to $PURSE_STACK_DIR/revio-key.pem so that
 #                        restarts keep the same public key.

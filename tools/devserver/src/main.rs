@@ -86,10 +86,11 @@ async fn run() -> Result<(), StartError> {
     println!("{}", banner(&base_url, ws_url, &config.endpoint, &config.prefix, &Summary::of(&router)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
     let mut pollers = tokio::task::JoinSet::new();
     for consumer in &router.consumers {
-        let poller = Poller { consumer: consumer.clone(), client: sqs.clone(), region: region.clone() };
+        // With the function's own credentials, as Lambda's event source mapping polls with its role.
+        let client = aws_sdk_sqs::Client::new(&consumer.aws);
+        let poller = Poller { consumer: consumer.clone(), client, region: region.clone() };
         pollers.spawn(poller.run(stop_rx.clone()));
     }
     for job in &router.jobs {

@@ -103,6 +103,7 @@ async fn a_failed_message_is_redelivered_then_dead_lettered_while_the_rest_are_d
         queue_arn: arn.clone(),
         batch_size: 10,
         handler: recorder.clone(),
+        aws: aws.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let poller = Poller { consumer, client: sqs.clone(), region: "us-east-1".into() };
@@ -162,6 +163,7 @@ async fn a_poller_survives_sqs_errors_and_still_stops_when_told() {
         queue_arn: "arn:aws:sqs:us-east-1:123456789012:devserver-no-such-queue".into(),
         batch_size: 10,
         handler: recorder.clone(),
+        aws: aws.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let poller = Poller { consumer, client: aws_sdk_sqs::Client::new(&aws), region: "us-east-1".into() };

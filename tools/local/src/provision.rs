@@ -47,6 +47,10 @@ pub struct Stack {
     /// template declares the variable, in place of the template's value. A function that does
     /// not declare it does not get it, locally as in AWS.
     pub local_env: BTreeMap<String, String>,
+    /// IAM statements a function holds locally on top of its template policy, by logical id
+    /// ([`crate::iam`]): for a test that points a function at a resource outside the template,
+    /// as a deploy would change the policy together with the variable. Empty in `make dev`.
+    pub iam_grants: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// Where functions push frames to WebSocket connections: the Management API endpoint
@@ -288,7 +292,13 @@ pub async fn provision(
         resources.insert(id, Physical { reference: arn.clone(), arn });
     }
 
-    Ok(Stack { prefix: prefix.to_owned(), resources, parameters, local_env: local_ws_env(DEFAULT_LOCAL_WS_BASE_URL) })
+    Ok(Stack {
+        prefix: prefix.to_owned(),
+        resources,
+        parameters,
+        local_env: local_ws_env(DEFAULT_LOCAL_WS_BASE_URL),
+        iam_grants: BTreeMap::new(),
+    })
 }
 
 impl Stack {
@@ -480,6 +490,7 @@ mod tests {
             )]),
             parameters: BTreeMap::from([("Stage".to_owned(), "local".to_owned())]),
             local_env: local_ws_env(DEFAULT_LOCAL_WS_BASE_URL),
+            iam_grants: BTreeMap::new(),
         }
     }
 

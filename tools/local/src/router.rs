@@ -22,6 +22,8 @@ pub enum RouterError {
     Template(#[from] crate::template::TemplateError),
     #[error("function {function} failed to initialise: {error}")]
     Init { function: String, error: purse::config::InitError },
+    #[error(transparent)]
+    Iam(#[from] crate::iam::IamError),
 }
 
 /// One HTTP route.
@@ -50,6 +52,9 @@ pub struct Consumer {
     pub queue_arn: String,
     pub batch_size: u32,
     pub handler: Arc<dyn DynSqsFunction>,
+    /// The function's own AWS configuration (its credentials, see [`crate::iam`]): the event
+    /// source mapping receives and deletes messages with the function's role, as in AWS.
+    pub aws: aws_config::SdkConfig,
 }
 
 /// A function run on a schedule.
@@ -90,10 +95,13 @@ pub struct Router {
 }
 
 impl Router {
-    /// Initialises every function of `template` against `stack`.
+    /// Initialises every function of `template` against `stack`. On the emulator each function
+    /// signs with its own credentials and its template policy is registered first, so that it
+    /// gets exactly what its role would allow in AWS ([`crate::iam`]).
     ///
     /// # Errors
-    /// The first function that fails to initialise, named.
+    /// A function whose policy cannot be resolved or registered; the first function that fails
+    /// to initialise, named.
     pub async fn start(template: &Template, stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Self, RouterError> {
         Self::start_with(template, stack, aws, |_, env| env).await
     }
@@ -109,8 +117,14 @@ impl Router {
         adjust: impl Fn(&FunctionSpec, purse::config::Env) -> purse::config::Env,
     ) -> Result<Self, RouterError> {
         let mut router = Router::default();
+        let local = crate::iam::is_local(aws);
+        if local {
+            crate::iam::register(aws, template, stack).await?;
+        }
         for f in template.functions()? {
-            let ctx = InitContext { env: adjust(&f, stack.function_env(&f)?), aws: aws.clone() };
+            let function_aws =
+                if local { crate::iam::function_config(aws, &stack.prefix, &f.logical_id) } else { aws.clone() };
+            let ctx = InitContext { env: adjust(&f, stack.function_env(&f)?), aws: function_aws.clone() };
             let handler = registry::init(&f.binary, &ctx)
                 .await
                 .map_err(|error| RouterError::Init { function: f.logical_id.clone(), error })?;
@@ -166,6 +180,7 @@ impl Router {
                             queue_arn: q.arn.clone(),
                             batch_size: src.batch_size,
                             handler: h.clone(),
+                            aws: function_aws.clone(),
                         });
                     }
                 }

@@ -81,6 +81,13 @@ pub struct FunctionSpec {
     /// invokes this function: read from each `AWS::ApiGatewayV2::Route`'s `RouteKey` and its
     /// `Target` integration's `IntegrationUri`.
     pub ws_routes: Vec<String>,
+    /// The function's `Policies`, unresolved (a SAM policy template, a managed policy name or
+    /// an inline document per entry); see [`crate::iam`].
+    pub policies: Vec<Value>,
+    /// Whether the function declares a `Role` of its own instead of `Policies`.
+    pub has_role: bool,
+    /// `Tracing: Active` (the function's own, else the globals').
+    pub tracing_active: bool,
 }
 
 /// An API Gateway WebSocket API (`AWS::ApiGatewayV2::Api` with `ProtocolType: WEBSOCKET`).
@@ -356,6 +363,14 @@ impl Template {
                 }
             }
             let url_path = get(r, "Metadata").and_then(|m| get_str(m, "LocalPath"));
+            let policies = match get(&props, "Policies") {
+                Some(Value::Sequence(items)) => items.clone(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(single) => vec![single.clone()],
+            };
+            let tracing = get_str(&props, "Tracing").or_else(|| {
+                get(&self.root, "Globals").and_then(|g| get(g, "Function")).and_then(|f| get_str(f, "Tracing"))
+            });
             out.push(FunctionSpec {
                 logical_id: id,
                 binary,
@@ -365,6 +380,9 @@ impl Template {
                 sqs_sources,
                 schedules,
                 ws_routes: Vec::new(),
+                policies,
+                has_role: get(&props, "Role").is_some(),
+                tracing_active: tracing.as_deref() == Some("Active"),
             });
         }
         for api in self.websocket_apis()? {
