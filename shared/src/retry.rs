@@ -18,6 +18,11 @@
 //!   `ClientRequestToken`, so an attempt whose answer was lost is not applied twice.
 //! - **The Revio client** retries its reads with [`RetryPolicy::default`].
 //!
+//! Every retry, whoever makes it, is counted as the `Retries` metric by [`RetryKind`]
+//! ([`record_retry`]): the SDK's through the [`SdkRetryMetrics`] interceptor on the DynamoDB and
+//! SQS clients, ours where the loop decides to go round again; a loop of ours that gives up
+//! counts `RetriesExhausted` ([`record_exhausted`]). `docs/metrics.md` lists them.
+//!
 //! Every retry loop also stops at the request's [`deadline`]: the runtime gives each HTTP
 //! request and each SQS message a budget well inside the function's timeout
 //! ([`REQUEST_BUDGET`]), so that a request that cannot finish answers 503 in time instead of
@@ -91,6 +96,146 @@ impl RetryCounters {
             self.transient.load(Ordering::Relaxed),
             self.exhausted.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Why a call is being repeated: the `Kind` dimension of the `Retries` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryKind {
+    /// The service said slow down (DynamoDB's throughput exceptions, HTTP 429).
+    Throttle,
+    /// DynamoDB cancelled a transaction for a `TransactionConflict` with another one.
+    Conflict,
+    /// The service answered with a 5xx.
+    ServerError,
+    /// No usable answer came: a timeout, a dropped connection (the call may have been applied).
+    LostResponse,
+    /// Anything else a retry classifier called retryable.
+    Other,
+}
+
+impl RetryKind {
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryKind::Throttle => "throttle",
+            RetryKind::Conflict => "conflict",
+            RetryKind::ServerError => "server_error",
+            RetryKind::LostResponse => "lost_response",
+            RetryKind::Other => "other",
+        }
+    }
+
+    fn of_sdk(kind: aws_smithy_types::retry::ErrorKind) -> Self {
+        use aws_smithy_types::retry::ErrorKind;
+        match kind {
+            ErrorKind::ThrottlingError => RetryKind::Throttle,
+            ErrorKind::ServerError => RetryKind::ServerError,
+            ErrorKind::TransientError => RetryKind::LostResponse,
+            _ => RetryKind::Other,
+        }
+    }
+}
+
+/// The kind of an AWS SDK call's failure, for a retry loop of ours that repeats it.
+pub fn kind_of_sdk_error<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> RetryKind
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            RetryKind::LostResponse
+        }
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(code) if code.contains("Throttl") || code.contains("LimitExceeded") || code.contains("Throughput") => {
+                RetryKind::Throttle
+            }
+            Some(code) if code.contains("TransactionConflict") || code.contains("TransactionInProgress") => {
+                RetryKind::Conflict
+            }
+            _ => RetryKind::ServerError,
+        },
+        _ => RetryKind::Other,
+    }
+}
+
+/// Publishes one retry (`Retries`, by `Kind`), whoever is about to make it.
+pub fn record_retry(kind: RetryKind) {
+    crate::metrics::Metric::count("Retries", 1).dimension("Kind", kind.as_str()).emit();
+}
+
+/// Publishes one retry loop of ours giving up (`RetriesExhausted`): its caller now fails.
+pub fn record_exhausted() {
+    crate::metrics::count("RetriesExhausted", 1);
+}
+
+/// An AWS SDK interceptor that counts the SDK's own retries as [`record_retry`] does: after a
+/// failed attempt it asks the client's retry classifiers what kind of failure it was (the same
+/// answer the SDK's retry strategy acts on) and keeps it with the call; when another attempt
+/// starts, that kind is counted. A call that is not retried counts nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SdkRetryMetrics;
+
+/// The kind of the last failed attempt of one SDK call, kept in the call's state.
+#[derive(Debug, Clone, Copy)]
+struct FailedAttempt(RetryKind);
+
+impl aws_smithy_types::config_bag::Storable for FailedAttempt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for SdkRetryMetrics {
+    fn name(&self) -> &'static str {
+        "SdkRetryMetrics"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(failed) = cfg.load::<FailedAttempt>().copied() {
+            record_retry(failed.0);
+            cfg.interceptor_state().unset::<FailedAttempt>();
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction, RetryReason};
+        if !matches!(context.output_or_error(), Some(Err(_))) {
+            return Ok(());
+        }
+        // As the SDK's orchestrator runs them: in order, a later opinion replacing an earlier
+        // one, and a refusal final.
+        let mut action = RetryAction::NoActionIndicated;
+        for classifier in components.retry_classifiers() {
+            let next = classifier.classify_retry_v2(context.inner(), &action);
+            if next == RetryAction::NoActionIndicated {
+                continue;
+            }
+            action = next;
+            if action == RetryAction::RetryForbidden {
+                break;
+            }
+        }
+        if let RetryAction::RetryIndicated(RetryReason::RetryableError { kind, .. }) = action {
+            // The SDK calls a plain 5xx "transient" too: an answer came, so it was not lost.
+            let answered_5xx = context.inner().response().is_some_and(|r| r.status().is_server_error());
+            let kind = match RetryKind::of_sdk(kind) {
+                RetryKind::LostResponse if answered_5xx => RetryKind::ServerError,
+                other => other,
+            };
+            cfg.interceptor_state().store_put(FailedAttempt(kind));
+        }
+        Ok(())
     }
 }
 

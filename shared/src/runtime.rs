@@ -227,6 +227,31 @@ pub trait SqsFunction: Sized + Send + Sync + 'static {
     /// # Errors
     /// A [`MessageError`] makes this message (and only this one) be redelivered.
     fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Result<(), MessageError>> + Send;
+
+    /// The receives the function's queue allows before SQS moves a message to its dead-letter
+    /// queue: its `maxReceiveCount` in `template.yaml`. A failure on that receive is counted
+    /// as `MessagesParked`.
+    fn max_receives(&self) -> u32 {
+        DEFAULT_MAX_RECEIVES
+    }
+}
+
+/// The `maxReceiveCount` of every queue in `template.yaml` but the payouts queue (whose worker
+/// says its own, [`SqsFunction::max_receives`]).
+pub const DEFAULT_MAX_RECEIVES: u32 = 5;
+
+/// The queues of `template.yaml` by their name after `purse-<stage>-`: the values of
+/// `MessagesParked`'s `Queue` dimension (`other` for a queue not listed here).
+pub const QUEUES: [&str; 5] = ["revio-events", "kyc-events", "rewards", "payouts", "call-billing"];
+
+/// The `Queue` dimension of a message from the queue `arn` (`arn:aws:sqs:<region>:<account>:purse-<stage>-<queue>`).
+fn queue_dimension(arn: Option<&str>) -> &'static str {
+    let name = arn.and_then(|a| a.rsplit(':').next()).unwrap_or("");
+    QUEUES
+        .iter()
+        .find(|q| name.strip_suffix(**q).is_some_and(|prefix| prefix.starts_with("purse-") && prefix.ends_with('-')))
+        .copied()
+        .unwrap_or("other")
 }
 
 pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -251,7 +276,16 @@ pub async fn handle_batch<F: SqsFunction>(function: &F, event: SqsEvent) -> SqsB
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "message failed; it will be redelivered");
+                let receives: u32 = receive_count.parse().unwrap_or(1);
+                if receives >= function.max_receives() {
+                    tracing::error!(error = %e, receives, "message failed on its last receive; SQS moves it to the dead-letter queue");
+                    crate::metrics::Metric::count("MessagesParked", 1)
+                        .dimension("Queue", queue_dimension(message.event_source_arn.as_deref()))
+                        .property("message_id", &id)
+                        .emit();
+                } else {
+                    tracing::warn!(error = %e, "message failed; it will be redelivered");
+                }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 Some(failure)
@@ -501,4 +535,51 @@ pub async fn run_ws<F: WsFunction>() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_dimension_is_the_queue_name_without_the_stage_and_never_an_arbitrary_string() {
+        assert_eq!(queue_dimension(Some("arn:aws:sqs:af-south-1:123456789012:purse-prod-payouts")), "payouts");
+        assert_eq!(queue_dimension(Some("arn:aws:sqs:af-south-1:123456789012:purse-staging-kyc-events")), "kyc-events");
+        assert_eq!(queue_dimension(Some("arn:aws:sqs:af-south-1:123456789012:purse-prod-payouts-dlq")), "other");
+        assert_eq!(queue_dimension(Some("arn:aws:sqs:af-south-1:123456789012:someone-elses")), "other");
+        assert_eq!(queue_dimension(None), "other");
+    }
+
+    /// `template.yaml`'s queues: (name after `purse-${Stage}-`, `maxReceiveCount`).
+    fn template_queues() -> Vec<(String, u32)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let text = std::fs::read_to_string(path).expect("template.yaml");
+        let mut queues = Vec::new();
+        let mut current: Option<String> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("QueueName: !Sub purse-${Stage}-") {
+                current = Some(name.to_owned());
+            } else if let Some(count) = line.strip_prefix("maxReceiveCount:") {
+                let name = current.take().expect("a maxReceiveCount after its QueueName");
+                queues.push((name, count.trim().parse().expect("a number")));
+            }
+        }
+        queues
+    }
+
+    #[test]
+    fn every_queue_of_the_template_is_a_queue_dimension_with_the_receives_its_consumer_assumes() {
+        let queues = template_queues();
+        let mut names: Vec<&str> = queues.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        let mut known = QUEUES.to_vec();
+        known.sort_unstable();
+        assert_eq!(names, known, "QUEUES must list the template's queues (MessagesParked's Queue dimension)");
+        for (name, count) in &queues {
+            if name != "payouts" {
+                // The payouts worker reads its own (PAYOUT_MAX_ATTEMPTS, equal to its queue's).
+                assert_eq!(*count, DEFAULT_MAX_RECEIVES, "queue {name}: its consumer assumes {DEFAULT_MAX_RECEIVES}");
+            }
+        }
+    }
 }

@@ -20,4 +20,8 @@ impl SqsFunction for Function {
     async fn handle_message(&self, message: &SqsMessage) -> Result<(), MessageError> {
         self.payouts.process(message).await
     }
+
+    fn max_receives(&self) -> u32 {
+        self.payouts.max_attempts()
+    }
 }

@@ -301,6 +301,19 @@ impl CallView {
     }
 }
 
+/// Publishes `minutes` (whole, or a last part of one counted as one) charged to a caller, and
+/// their `charge`: `CallMinutesBilled` and `CallCoinsBilled`.
+pub(crate) fn count_billed(call: &CallId, minutes: u64, charge: Decimal) {
+    crate::metrics::counted_with_coins(
+        "CallMinutesBilled",
+        minutes,
+        "CallCoinsBilled",
+        charge,
+        "call_id",
+        call.as_str(),
+    );
+}
+
 fn rfc3339_of_ms(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
@@ -725,7 +738,11 @@ impl Calls {
                         ledger::fail_and(&self.table, &minute, "call_ended", vec![update]).await.map(|s| s.changed)
                     };
                     match result {
-                        Ok(true) => {}
+                        Ok(true) => {
+                            if charge > Decimal::ZERO {
+                                count_billed(id, 1, charge);
+                            }
+                        }
                         // Billed or ended meanwhile (a tick, the other party): look again.
                         Ok(false) | Err(LedgerError::ConditionFailed | LedgerError::AlreadyFinal(_)) => continue,
                         Err(e) => return Err(e.into()),
@@ -785,6 +802,8 @@ impl Calls {
         match ledger::transfer_split(&self.table, &split, settle).await {
             Ok(_) => {
                 tracing::info!(call_id = %call.id, %total, earned = %callee_part, "call paid out");
+                let id = call.id.as_str();
+                crate::metrics::counted_with_coins("CallPayoutsPaid", 1, "CallCoinsEarned", callee_part, "call_id", id);
                 Ok(())
             }
             // Paid before (a repeat), or settled by someone else meanwhile: look.
@@ -892,6 +911,7 @@ impl Calls {
                         after = store::get_call(&self.table, id).await?.ok_or(CallError::NotFound)?;
                     }
                     tracing::info!(call_id = %id, minute, status = after.status.as_str(), "call minute billed");
+                    count_billed(id, 1, price);
                     return Ok(Some(after));
                 }
                 Ok(_) | Err(LedgerError::ConditionFailed | LedgerError::AlreadyFinal(_)) => continue,

@@ -224,7 +224,10 @@ pub async fn open(table: &Table, new: &NewCase) -> Result<bool, StoreError> {
     match result {
         Ok(_) => {
             tracing::error!(case_id = %id, kind = new.kind.as_str(), purchase_id = %new.purchase_id, "case opened: a deposit needs a person");
-            crate::metrics::count("CasesOpened", 1);
+            crate::metrics::Metric::count("CasesOpened", 1)
+                .dimension("Kind", new.kind.as_str())
+                .property("case_id", &id)
+                .emit();
             Ok(true)
         }
         Err(e) if e.as_service_error().is_some_and(crate::store::is_conditional_failure) => Ok(false),

@@ -281,6 +281,8 @@ impl Deposits {
             Err(e) => return Err(DepositError::Internal(e.to_string())),
         }
         tracing::info!(transaction_id = %id, purchase_id = %purchase.id, "deposit started");
+        let (value, txn) = (amount.value(), id.as_str());
+        crate::metrics::counted_with_coins("DepositsCreated", 1, "DepositCoinsCreated", value, "transaction_id", txn);
         tx.reference = Some(purchase.id);
         tx.checkout_url = purchase.checkout_url;
         Ok(DepositView { transaction_id: tx.id.to_string(), transaction: TransactionView::of(&tx, user) })

@@ -351,13 +351,11 @@ pub async fn record(
                 amount = %request.amount,
                 "game movement made"
             );
-            crate::metrics::count(
-                match movement {
-                    GameMovement::Fee => "GameFeesCharged",
-                    GameMovement::Reward => "GameRewardsPaid",
-                },
-                1,
-            );
+            let (count, coins) = match movement {
+                GameMovement::Fee => ("GameFeesCharged", "GameFeeCoins"),
+                GameMovement::Reward => ("GameRewardsPaid", "GameRewardCoins"),
+            };
+            crate::metrics::counted_with_coins(count, 1, coins, tx.amount.value(), "transaction_id", tx.id.as_str());
             Ok(Recorded { movement: GameMovementView::of(&tx, &service.name, &request.session), replayed: false })
         }
         Err(LedgerError::Duplicate) => earlier()

@@ -573,7 +573,7 @@ impl WebhookSource for KycSource {
     fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), (Verification, &'static str)> {
         self.verifier.verify(headers, body).map_err(|r| match r {
             WebhookRefusal::Missing => (Verification::Missing, "Standard Webhooks headers missing or malformed"),
-            WebhookRefusal::StaleOrFuture => (Verification::Invalid, "timestamp more than 5 minutes away"),
+            WebhookRefusal::StaleOrFuture => (Verification::Stale, "timestamp more than 5 minutes away"),
             WebhookRefusal::Invalid => (Verification::Invalid, "signature does not verify"),
         })
     }

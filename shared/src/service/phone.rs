@@ -56,6 +56,9 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// The telephony provider's name in metrics (`DeliveriesRejected`'s `Provider`).
+const TELEPHONY: &str = "telephony";
+
 /// The channel of a phone call.
 pub const PSTN: &str = "pstn";
 /// Digits of a PIN.
@@ -313,18 +316,21 @@ impl TelephonyWebhooks {
 
     /// Caps the body, rebuilds the URL, checks the signature.
     fn verified(&self, req: &WebhookRequest<'_>) -> Result<Verified, ApiError> {
+        use crate::service::webhooks::{count_rejected, Rejection};
         if req.body.len() > crate::service::webhooks::MAX_WEBHOOK_BODY_BYTES {
+            count_rejected(TELEPHONY, Rejection::Size, None);
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook body too large"));
         }
-        let refuse = |why: &str| {
+        let refuse_as = |reason: Rejection, why: &str| {
             tracing::warn!(path = req.raw_path, why, "telephony request refused: signature");
-            crate::metrics::count("DeliveriesRejected", 1);
+            count_rejected(TELEPHONY, reason, None);
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "invalid_signature",
                 "X-Twilio-Signature is missing or does not verify",
             )
         };
+        let refuse = |why: &str| refuse_as(Rejection::Signature, why);
         let signature = req
             .headers
             .get(telephony::SIGNATURE_HEADER)
@@ -332,7 +338,7 @@ impl TelephonyWebhooks {
             .ok_or_else(|| refuse("no X-Twilio-Signature"))?;
         let url = telephony::request_url(self.public_base.as_deref(), req.headers, req.raw_path, req.raw_query)
             .ok_or_else(|| refuse("no Host"))?;
-        let form = Form::parse(req.body).map_err(|_| refuse("the body is not a form"))?;
+        let form = Form::parse(req.body).map_err(|_| refuse_as(Rejection::Shape, "the body is not a form"))?;
         if !telephony::verify(self.auth_token.expose(), &url, form.pairs(), signature) {
             return Err(refuse("signature does not verify"));
         }
@@ -561,6 +567,9 @@ impl TelephonyWebhooks {
             };
             match result {
                 Ok(true) => {
+                    if charge > Decimal::ZERO {
+                        crate::service::calls::count_billed(id, talk.div_ceil(call.period_seconds.max(1)), charge);
+                    }
                     let ended = call_store::get_call(table, id).await?.ok_or(CallError::NotFound)?;
                     self.calls.payout(&ended).await?;
                     let ended = call_store::get_call(table, id).await?.ok_or(CallError::NotFound)?;

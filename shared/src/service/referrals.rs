@@ -266,7 +266,15 @@ pub async fn pay_reward(table: &Table, rules: &RewardRules, referee: &UserId) ->
     match ledger::transfer_counted(table, &new, vec![complete], Some(&counter(rules))).await {
         Ok(_) => {
             tracing::info!(referee_id = %referee, referrer_id = %referral.referrer, transaction_id = %id, "referral reward paid");
-            crate::metrics::count("ReferralRewardsPaid", 1);
+            let (value, txn) = (rules.amount.value(), id.as_str());
+            crate::metrics::counted_with_coins(
+                "ReferralRewardsPaid",
+                1,
+                "ReferralRewardCoins",
+                value,
+                "transaction_id",
+                txn,
+            );
             Ok(RewardOutcome::Paid(id))
         }
         Err(LedgerError::Duplicate | LedgerError::ConditionFailed) => Ok(RewardOutcome::AlreadyCompleted),

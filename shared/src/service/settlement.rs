@@ -194,6 +194,15 @@ pub async fn settle_purchase_with(
         PurchaseStatus::Paid => match credit_deposit(table, &tx).await {
             Ok((s, referred)) if s.changed => {
                 tracing::info!(transaction_id = %id, purchase_id = %purchase.id, "deposit credited");
+                let (value, txn) = (tx.amount.value(), id.as_str());
+                crate::metrics::counted_with_coins(
+                    "DepositsCredited",
+                    1,
+                    "DepositCoinsCredited",
+                    value,
+                    "transaction_id",
+                    txn,
+                );
                 if let (true, Some(relay)) = (referred, relay) {
                     relay.notify(&tx.user_id).await;
                 }

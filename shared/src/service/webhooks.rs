@@ -89,6 +89,43 @@ pub trait WebhookSource: Send + Sync {
     fn event(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<(String, serde_json::Value)>;
 }
 
+/// Why a webhook delivery was refused: the `Reason` dimension of `DeliveriesRejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The body is over [`MAX_WEBHOOK_BODY_BYTES`].
+    Size,
+    /// The signature is missing or does not verify.
+    Signature,
+    /// The signature's timestamp is outside the accepted window.
+    StaleTimestamp,
+    /// Verified, but not an event we know.
+    Shape,
+}
+
+impl Rejection {
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Size => "size",
+            Rejection::Signature => "signature",
+            Rejection::StaleTimestamp => "stale_timestamp",
+            Rejection::Shape => "shape",
+        }
+    }
+}
+
+/// Publishes one refused delivery: `DeliveriesRejected` by `Provider` and `Reason`, with the
+/// delivery's id (its record in the delivery log), when it has one, as a property.
+pub fn count_rejected(provider: &'static str, reason: Rejection, delivery_id: Option<&str>) {
+    let mut metric = crate::metrics::Metric::count("DeliveriesRejected", 1)
+        .dimension("Provider", provider)
+        .dimension("Reason", reason.as_str());
+    if let Some(id) = delivery_id {
+        metric = metric.property("delivery_id", id);
+    }
+    metric.emit();
+}
+
 /// What a delivery's body claims, before anything is trusted.
 #[derive(Debug, Default)]
 pub struct Claims {
@@ -197,7 +234,7 @@ impl<S: WebhookSource> WebhookPipeline<S> {
         if body.len() > MAX_WEBHOOK_BODY_BYTES {
             delivery.outcome = "TOO_LARGE".into();
             log::record(&self.table, &delivery).await?;
-            crate::metrics::count("DeliveriesRejected", 1);
+            count_rejected(S::PROVIDER, Rejection::Size, Some(&delivery.id));
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, size = body.len(), "webhook refused: body too large");
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "webhook body too large"));
         }
@@ -213,7 +250,9 @@ impl<S: WebhookSource> WebhookPipeline<S> {
             delivery.outcome = "REJECTED_SIGNATURE".into();
             delivery.detail = Some(detail.to_owned());
             log::record(&self.table, &delivery).await?;
-            crate::metrics::count("DeliveriesRejected", 1);
+            let reason =
+                if verification == Verification::Stale { Rejection::StaleTimestamp } else { Rejection::Signature };
+            count_rejected(S::PROVIDER, reason, Some(&delivery.id));
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, verification = ?delivery.verification, detail, "webhook refused: signature");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -225,7 +264,7 @@ impl<S: WebhookSource> WebhookPipeline<S> {
         let Some((event_key, mut message)) = self.source.event(headers, body) else {
             delivery.outcome = "MALFORMED".into();
             log::record(&self.table, &delivery).await?;
-            crate::metrics::count("DeliveriesRejected", 1);
+            count_rejected(S::PROVIDER, Rejection::Shape, Some(&delivery.id));
             tracing::warn!(delivery_id = %delivery.id, provider = S::PROVIDER, "webhook refused: malformed event");
             return Err(ApiError::bad_request("malformed_event", "the webhook body is not an event we know"));
         };

@@ -249,7 +249,15 @@ impl Withdrawals {
             Err(other) => return Err(ApiError::internal(other)),
         };
         tracing::info!(user_id = %user, transaction_id = %id, "withdrawal requested");
-        crate::metrics::count("WithdrawalsRequested", 1);
+        let (value, txn) = (tx.amount.value(), id.as_str());
+        crate::metrics::counted_with_coins(
+            "WithdrawalsRequested",
+            1,
+            "WithdrawalCoinsRequested",
+            value,
+            "transaction_id",
+            txn,
+        );
         if let Err(e) = self.queue.send(&id).await {
             // Recorded and held: reconciliation queues the payout of a PENDING withdrawal the
             // worker has not taken.
@@ -344,6 +352,11 @@ pub const SUBMITTED: &str = "SUBMITTED";
 pub const STUCK: &str = "STUCK";
 
 impl Payouts {
+    /// Attempts per payout (`PAYOUT_MAX_ATTEMPTS`, equal to the queue's `maxReceiveCount`).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.max_attempts
+    }
+
     /// Reads `PURSE_TABLE`, the Revio client, the PII keys, `PAYOUTS_QUEUE_URL`,
     /// `REVIO_WEBHOOK_URL`, `PAYOUT_MAX_ATTEMPTS` and `PAYOUT_RETRY_BASE_SECONDS`.
     ///
@@ -449,12 +462,19 @@ impl Payouts {
             Ok(p) => {
                 record_submitted(&self.table, &tx.id, &p.id).await.map_err(store)?;
                 tracing::info!(transaction_id = %tx.id, payout_id = %p.id, "payout submitted");
+                crate::metrics::Metric::count("PayoutsSubmitted", 1).property("transaction_id", tx.id.as_str()).emit();
                 Ok(())
             }
             Err(RevioError::Rejected { status, message: why }) => {
                 tracing::warn!(transaction_id = %tx.id, status, reason = %why, "Revio refused the payout; withdrawal FAILED");
                 match ledger::fail(&self.table, &tx.id, "payout_rejected").await {
-                    Ok(_) | Err(LedgerError::AlreadyFinal(_)) => Ok(()),
+                    Ok(s) => {
+                        if s.changed {
+                            count_payout_failed("refused", &tx.id);
+                        }
+                        Ok(())
+                    }
+                    Err(LedgerError::AlreadyFinal(_)) => Ok(()),
                     Err(e) => Err(MessageError(e.to_string())),
                 }
             }
@@ -494,6 +514,15 @@ impl Payouts {
         tracing::warn!(transaction_id = %id, attempt, delay_seconds = delay, error = why, "payout not sent; retrying later");
         Err(MessageError(format!("payout not sent (attempt {attempt}), retrying in {delay} s: {why}")))
     }
+}
+
+/// Publishes one failed payout (`PayoutsFailed`): `refused` by Revio at submission, or failed
+/// at the `bank` afterwards.
+fn count_payout_failed(reason: &'static str, id: &TransactionId) {
+    crate::metrics::Metric::count("PayoutsFailed", 1)
+        .dimension("Reason", reason)
+        .property("transaction_id", id.as_str())
+        .emit();
 }
 
 async fn wallet_restricted(table: &Table, user: &UserId) -> Result<bool, StoreError> {
@@ -664,7 +693,15 @@ pub async fn apply_payout(table: &Table, payout: &Payout) -> Result<PayoutOutcom
         PayoutStatus::Paid => match ledger::post(table, &id).await {
             Ok(s) if s.changed => {
                 tracing::info!(transaction_id = %id, payout_id = %payout.id, "withdrawal paid out");
-                crate::metrics::count("WithdrawalsCompleted", 1);
+                let (value, txn) = (tx.amount.value(), id.as_str());
+                crate::metrics::counted_with_coins(
+                    "WithdrawalsCompleted",
+                    1,
+                    "WithdrawalCoinsPaidOut",
+                    value,
+                    "transaction_id",
+                    txn,
+                );
                 Ok(PayoutOutcome::Completed(id))
             }
             Ok(_) => Ok(PayoutOutcome::AlreadyCompleted(id)),
@@ -678,6 +715,7 @@ pub async fn apply_payout(table: &Table, payout: &Payout) -> Result<PayoutOutcom
         PayoutStatus::Unpaid | PayoutStatus::Rejected => match ledger::fail(table, &id, &reason).await {
             Ok(s) if s.changed => {
                 tracing::info!(transaction_id = %id, reason = %reason, "withdrawal failed at the bank; coins back");
+                count_payout_failed("bank", &id);
                 Ok(PayoutOutcome::Failed(id))
             }
             Ok(_) => Ok(PayoutOutcome::AlreadyFailed(id)),

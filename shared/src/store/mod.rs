@@ -164,7 +164,10 @@ pub fn dynamodb_client(aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
         .operation_attempt_timeout(crate::retry::DYNAMODB_ATTEMPT_TIMEOUT)
         .operation_timeout(crate::retry::DYNAMODB_OPERATION_TIMEOUT)
         .build();
-    let config = aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts).build();
+    let config = aws_sdk_dynamodb::config::Builder::from(aws)
+        .timeout_config(timeouts)
+        .interceptor(crate::retry::SdkRetryMetrics)
+        .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
@@ -175,7 +178,12 @@ pub fn sqs_client(aws: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
         .operation_attempt_timeout(crate::retry::DYNAMODB_ATTEMPT_TIMEOUT)
         .operation_timeout(crate::retry::DYNAMODB_OPERATION_TIMEOUT)
         .build();
-    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(aws).timeout_config(timeouts).build())
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(aws)
+            .timeout_config(timeouts)
+            .interceptor(crate::retry::SdkRetryMetrics)
+            .build(),
+    )
 }
 
 /// Why [`transact`] did not apply a transaction.
@@ -219,13 +227,13 @@ impl From<StoreError> for TransactError {
 /// [`TransactError::Store`] with [`StoreError::Unavailable`] when the retries ran out, or
 /// another [`StoreError`] for a request DynamoDB will never accept.
 pub async fn transact(table: &Table, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
-    use crate::retry::{fits, COUNTERS, TRANSACT_POLICY};
+    use crate::retry::{fits, RetryKind, COUNTERS, TRANSACT_POLICY};
     use std::sync::atomic::Ordering;
     let token = ulid::Ulid::new().to_string();
     let request = table.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token);
     let mut attempt = 1;
     loop {
-        let failure = match request.clone().send().await {
+        let (failure, kind) = match request.clone().send().await {
             Ok(_) => return Ok(()),
             Err(e) => match cancellation_reasons(&e) {
                 Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
@@ -233,7 +241,7 @@ pub async fn transact(table: &Table, items: Vec<TransactWriteItem>) -> Result<()
                 }
                 Some(reasons) if reasons.iter().any(|r| r == "TransactionConflict") => {
                     COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
-                    StoreError::Unavailable(format!("transaction conflict: {reasons:?}"))
+                    (StoreError::Unavailable(format!("transaction conflict: {reasons:?}")), RetryKind::Conflict)
                 }
                 // An item of the transaction was throttled (a hot item, such as a popular
                 // callee's wallet): transient, retried like a conflict with the same token.
@@ -241,26 +249,29 @@ pub async fn transact(table: &Table, items: Vec<TransactWriteItem>) -> Result<()
                     if reasons.iter().any(|r| r == "ThrottlingError" || r == "ProvisionedThroughputExceeded") =>
                 {
                     COUNTERS.transient.fetch_add(1, Ordering::Relaxed);
-                    StoreError::Unavailable(format!("transaction throttled: {reasons:?}"))
+                    (StoreError::Unavailable(format!("transaction throttled: {reasons:?}")), RetryKind::Throttle)
                 }
                 Some(reasons) => return Err(TransactError::Refused(reasons)),
                 None => {
+                    let kind = crate::retry::kind_of_sdk_error(&e);
                     let err = StoreError::dynamo(e);
                     if !err.is_transient() {
                         return Err(err.into());
                     }
                     COUNTERS.transient.fetch_add(1, Ordering::Relaxed);
-                    err
+                    (err, kind)
                 }
             },
         };
         let delay = TRANSACT_POLICY.delay(attempt, &mut rand::thread_rng());
         if attempt >= TRANSACT_POLICY.max_attempts || !fits(delay) {
             COUNTERS.exhausted.fetch_add(1, Ordering::Relaxed);
+            crate::retry::record_exhausted();
             tracing::warn!(attempts = attempt, error = %failure, "transaction gave up after its retries");
             return Err(failure.into());
         }
         tracing::debug!(attempt, error = %failure, "transaction retried");
+        crate::retry::record_retry(kind);
         tokio::time::sleep(delay).await;
         attempt += 1;
     }

@@ -51,6 +51,8 @@ pub enum Verification {
     Valid,
     Invalid,
     Missing,
+    /// Signed, but with a timestamp outside the accepted window (a replay, or a clock far off).
+    Stale,
     /// Not checked (the body was refused before verification, e.g. too large).
     NotChecked,
 }
@@ -61,6 +63,7 @@ impl Verification {
             Verification::Valid => "VALID",
             Verification::Invalid => "INVALID",
             Verification::Missing => "MISSING",
+            Verification::Stale => "STALE",
             Verification::NotChecked => "NOT_CHECKED",
         }
     }
