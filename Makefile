@@ -3,7 +3,7 @@
 #   make test  - everything CI checks
 SHELL := /bin/bash
 
-.PHONY: dev test bench admin chaos
+.PHONY: dev test bench admin chaos package
 
 dev:
 	@bash tools/dev.sh
@@ -20,6 +20,11 @@ chaos:
 # Cold start, binary size and DynamoDB cost per deposit settlement (see docs/benchmarks.md).
 bench:
 	@bash tools/bench/run.sh
+
+# sam build of every function for arm64 (cargo-lambda), each bootstrap zipped as sam deploy uploads
+# it, and a table of sizes; fails if a stripped binary is over 6 MB (docs/deploy.md, "make package").
+package:
+	@bash tools/package/package.sh
 
 # Operator commands against the `make dev` stack, e.g. make admin ARGS="grant-admin ada@example.com"
 admin:

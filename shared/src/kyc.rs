@@ -9,8 +9,10 @@
 use crate::config::{Env, InitError};
 use crate::domain::ids::KycId;
 use crate::domain::kyc::KycSubmission;
+use crate::http_client::{HttpClient, HttpClientConfig, Request};
 use crate::secrets::SecretString;
-use reqwest::StatusCode;
+use http::header::{HeaderName, HeaderValue, ACCEPT};
+use http::{Method, StatusCode};
 use std::future::Future;
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ pub trait KycProvider: Send + Sync {
 /// at `POST /v3/pan-verification`, results at `GET /v3/pan-verification/<request_id>`.
 #[derive(Debug, Clone)]
 pub struct KarzaClient {
-    http: reqwest::Client,
+    http: HttpClient,
     base_url: String,
     api_key: SecretString,
 }
@@ -123,7 +125,7 @@ fn base_url(env: &Env) -> Result<String, InitError> {
             })
         }
     };
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| InitError::InvalidEnv {
+    let url = url::Url::parse(raw.trim()).map_err(|e| InitError::InvalidEnv {
         name: "KYC_BASE_URL".into(),
         reason: format!("not an absolute URL ({e})"),
     })?;
@@ -163,28 +165,27 @@ impl KarzaClient {
                 }
             },
         };
-        let http = crate::tls::http_client_builder()?
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("purse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| InitError::Dependency(format!("the KYC HTTP client could not be built: {e}")))?;
+        // Redirects are not followed: the shared client returns every answer as it came.
+        let http = HttpClient::new(
+            &HttpClientConfig::new(timeout.min(Duration::from_secs(2)), timeout)
+                .pool_idle_timeout(Duration::from_secs(30)),
+        )?;
         Ok(Self { http, base_url: base_url(env)?, api_key: secret.api_key.clone() })
     }
 
-    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<ProviderAnswer, ProviderError> {
-        let response = request
-            .header("x-karza-key", self.api_key.expose())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                ProviderError::Unavailable(if e.is_timeout() { "timed out".into() } else { "unreachable".into() })
-            })?;
+    async fn answer(&self, request: Request) -> Result<ProviderAnswer, ProviderError> {
+        let request = request
+            .secret_header(HeaderName::from_static("x-karza-key"), self.api_key.expose())
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        let response = self.http.send(request).await.map_err(|e| {
+            ProviderError::Unavailable(if e.is_timeout() { "timed out".into() } else { "unreachable".into() })
+        })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|_| ProviderError::Unavailable("answer cut short".into()))?;
+        let body = response
+            .read_body(usize::MAX)
+            .await
+            .map_err(|_| ProviderError::Unavailable("answer cut short".into()))?
+            .bytes;
         if status == StatusCode::NOT_FOUND {
             return Err(ProviderError::NotFound);
         }
@@ -241,14 +242,15 @@ impl KycProvider for KarzaClient {
             "client_ref": client_ref.as_str(),
             "callback_url": callback_url,
         });
-        self.answer(self.http.post(format!("{}/v3/pan-verification", self.base_url)).json(&body)).await
+        let url = format!("{}/v3/pan-verification", self.base_url);
+        self.answer(Request::new(Method::POST, url).json_body(body.to_string().into_bytes())).await
     }
 
     async fn status(&self, reference: &str) -> Result<ProviderAnswer, ProviderError> {
         if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(ProviderError::NotFound);
         }
-        self.answer(self.http.get(format!("{}/v3/pan-verification/{reference}", self.base_url))).await
+        self.answer(Request::get(format!("{}/v3/pan-verification/{reference}", self.base_url))).await
     }
 }
 

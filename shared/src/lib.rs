@@ -21,14 +21,15 @@
 //!   which layer retries what under DynamoDB's failure modes.
 //! - [`config`], [`secrets`], [`telemetry`]: cold-start configuration, secrets that never
 //!   print, and logging.
-//! - [`tls`]: the one TLS set-up (rustls, compiled-in roots) of the SDK's and the providers'
-//!   HTTPS clients.
+//! - [`tls`]: the one TLS set-up (rustls on ring, compiled-in roots) of the SDK's and the
+//!   providers' HTTPS clients; [`http_client`]: the providers' HTTP client, on the SDK's hyper.
 
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod http_client;
 pub mod idempotency;
 pub mod kyc;
 pub mod ledger;

@@ -19,6 +19,7 @@
 //! what was signed.
 
 use crate::config::{Env, InitError};
+use crate::http_client::{HttpClient, HttpClientConfig, Request, Response};
 use crate::secrets::SecretString;
 use hmac::{Hmac, Mac};
 use std::time::Duration;
@@ -90,7 +91,7 @@ pub fn public_base_from_env(env: &Env) -> Result<Option<String>, InitError> {
     let Some(raw) = env.optional("TELEPHONY_PUBLIC_BASE_URL") else { return Ok(None) };
     let invalid =
         |reason: &str| InitError::InvalidEnv { name: "TELEPHONY_PUBLIC_BASE_URL".into(), reason: reason.into() };
-    let url = reqwest::Url::parse(raw.trim()).map_err(|_| invalid("not an absolute URL"))?;
+    let url = url::Url::parse(raw.trim()).map_err(|_| invalid("not an absolute URL"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid("must be http(s)://host[:port]"));
     }
@@ -354,20 +355,26 @@ pub enum TelephonyError {
 /// The provider's REST API, for reading calls (reconciliation).
 #[derive(Clone)]
 pub struct TelephonyClient {
-    http: reqwest::Client,
+    http: HttpClient,
     base_url: String,
     secret: TelephonySecret,
 }
 
 impl TelephonyClient {
     /// An authenticated GET of the provider's REST API (basic auth: account SID and token).
-    async fn get(&self, url: String) -> Result<reqwest::Response, TelephonyError> {
-        self.http
-            .get(url)
-            .basic_auth(&self.secret.account_sid, Some(self.secret.auth_token.expose()))
-            .send()
+    async fn get(&self, url: String) -> Result<Response, TelephonyError> {
+        let request = Request::get(url).basic_auth(&self.secret.account_sid, self.secret.auth_token.expose());
+        self.http.send(request).await.map_err(|_| TelephonyError::Unreachable("error sending request".into()))
+    }
+
+    /// The JSON body of a successful answer.
+    async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, TelephonyError> {
+        let body = response
+            .read_body(usize::MAX)
             .await
-            .map_err(|e| TelephonyError::Unreachable(e.without_url().to_string()))
+            .map_err(|_| TelephonyError::Unreadable("request or response body error".into()))?;
+        serde_json::from_slice(&body.bytes)
+            .map_err(|_| TelephonyError::Unreadable("error decoding response body".into()))
     }
 
     /// Bound on one whole request.
@@ -386,7 +393,7 @@ impl TelephonyClient {
             Some("true") => true,
             Some(_) => return Err(invalid("TELEPHONY_ALLOW_INSECURE_HTTP", "must be true or false")),
         };
-        let url = reqwest::Url::parse(raw.trim()).map_err(|_| invalid("TELEPHONY_BASE_URL", "not an absolute URL"))?;
+        let url = url::Url::parse(raw.trim()).map_err(|_| invalid("TELEPHONY_BASE_URL", "not an absolute URL"))?;
         match url.scheme() {
             "https" => {}
             "http" if insecure_ok => {}
@@ -397,13 +404,8 @@ impl TelephonyClient {
                 ))
             }
         }
-        let http = crate::tls::http_client_builder()?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Self::TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("purse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| InitError::Dependency(format!("the telephony HTTP client could not be built: {e}")))?;
+        // Redirects are not followed: the shared client returns every answer as it came.
+        let http = HttpClient::new(&HttpClientConfig::new(Duration::from_secs(2), Self::TIMEOUT))?;
         Ok(Self { http, base_url: url.as_str().trim_end_matches('/').to_owned(), secret: secret.clone() })
     }
 
@@ -418,10 +420,8 @@ impl TelephonyClient {
         let url = format!("{}/2010-04-01/Accounts/{}/Calls/{sid}.json", self.base_url, self.secret.account_sid);
         let response = self.get(url).await?;
         match response.status() {
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => {
-                Ok(Some(response.json().await.map_err(|e| TelephonyError::Unreadable(e.without_url().to_string()))?))
-            }
+            http::StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(Some(Self::json(response).await?)),
             status => Err(TelephonyError::Status(status.as_u16())),
         }
     }
@@ -446,7 +446,7 @@ impl TelephonyClient {
         if !response.status().is_success() {
             return Err(TelephonyError::Status(response.status().as_u16()));
         }
-        let page: Page = response.json().await.map_err(|e| TelephonyError::Unreadable(e.without_url().to_string()))?;
+        let page: Page = Self::json(response).await?;
         Ok(page.calls.into_iter().filter(|c| c.parent_call_sid.as_deref() == Some(parent_sid)).collect())
     }
 }

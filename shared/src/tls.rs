@@ -1,10 +1,12 @@
 //! One TLS set-up for every outbound HTTPS client: the AWS SDK's and the providers' (Revio, KYC,
 //! telephony).
 //!
-//! - **One TLS stack and one crypto provider**: rustls on aws-lc-rs, the pair the AWS SDK's
-//!   HTTP client already links. The provider clients (reqwest) get a rustls configuration built
-//!   here once ([`http_client_builder`]), so they neither build their own nor bring a second
-//!   provider.
+//! - **One HTTP stack, one TLS stack, one crypto provider**: hyper and rustls on *ring*. The AWS
+//!   SDK's HTTP client is built here ([`aws_http_client`]) and the provider clients
+//!   ([`crate::http_client`]) are made of the same hyper, hyper-util, hyper-rustls and rustls,
+//!   configured here once ([`provider_tls_config`]). aws-lc-rs is not linked: the SDK crates are
+//!   built without their `default-https-client` feature, which would bring it (and with it ~1.5 MB
+//!   per binary and a C toolchain to cross-compile to arm64).
 //! - **One root store, compiled in**: Mozilla's root certificates from the `webpki-root-certs`
 //!   crate. No client reads the system store (`/etc/ssl/certs`, `SSL_CERT_FILE`,
 //!   `SSL_CERT_DIR` have no effect): loading and parsing it cost about half of a function's
@@ -38,31 +40,29 @@ static PROVIDER_TLS: LazyLock<Result<rustls::ClientConfig, rustls::Error>> = Laz
     let mut roots = rustls::RootCertStore::empty();
     // Every compiled-in root parses (tested below); one that did not would only be left out.
     roots.add_parsable_certificates(root_certificates().iter().cloned());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    // reqwest is built without HTTP/2: offer only what it speaks.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .with_no_client_auth())
 });
 
-/// A reqwest client builder whose TLS is the shared one: rustls on aws-lc-rs, the compiled-in
-/// roots, TLS 1.2 and 1.3. Plain `http://` URLs work as usual.
+/// The rustls configuration of the provider clients ([`crate::http_client`]): rustls on *ring*,
+/// the compiled-in roots, TLS 1.2 and 1.3. Its ALPN list is left empty for hyper-rustls to fill
+/// in (HTTP/1.1 only).
 ///
 /// # Errors
 /// [`InitError::Dependency`] when the TLS configuration cannot be built (a rustls provider
-/// without a usable protocol version; not expected with aws-lc-rs).
-pub fn http_client_builder() -> Result<reqwest::ClientBuilder, InitError> {
-    let config = PROVIDER_TLS
+/// without a usable protocol version; not expected with *ring*).
+pub fn provider_tls_config() -> Result<rustls::ClientConfig, InitError> {
+    PROVIDER_TLS
         .as_ref()
-        .map_err(|e| InitError::Dependency(format!("the TLS configuration could not be built: {e}")))?;
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(config.clone()))
+        .cloned()
+        .map_err(|e| InitError::Dependency(format!("the TLS configuration could not be built: {e}")))
 }
 
 /// The HTTP client every AWS SDK client uses (through [`crate::config::load_aws`]): the SDK's
-/// own hyper/rustls client on aws-lc-rs, trusting exactly [`root_certificates`].
+/// own hyper/rustls client on *ring*, trusting exactly [`root_certificates`].
 ///
 /// The SDK takes extra roots only as PEM and parses them each time it builds a connector (once
 /// per distinct connect/read timeout pair, cached by this client). By default it also builds one
@@ -73,7 +73,7 @@ pub fn aws_http_client() -> SharedHttpClient {
     let context =
         TlsContext::builder().with_trust_store(trust).build().expect("a TLS context with a trust store always builds");
     let client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
         .build_https();
     SharedHttpClient::new(ConnectorsOnFirstUse(client))
@@ -132,9 +132,10 @@ mod tests {
     }
 
     #[test]
-    fn provider_clients_share_one_tls_configuration() {
-        let config = PROVIDER_TLS.as_ref().unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
-        assert!(http_client_builder().unwrap().build().is_ok());
+    fn provider_clients_share_one_tls_configuration_on_the_compiled_in_roots() {
+        let config = provider_tls_config().unwrap();
+        assert!(config.alpn_protocols.is_empty(), "hyper-rustls sets ALPN itself and refuses a preset list");
+        let again = provider_tls_config().unwrap();
+        assert!(Arc::ptr_eq(&config.crypto_provider().clone(), &again.crypto_provider().clone()), "built once");
     }
 }

@@ -5,10 +5,12 @@ mod payouts;
 use super::purchase::CreateBody;
 use super::{json_error_kind, NewPurchase, Purchase, RetryPolicy, RevioError};
 use crate::config::{Env, InitError};
+use crate::http_client::{self, HttpClient, HttpClientConfig, Request};
 use crate::secrets::{self, SecretString};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::{Method, StatusCode, Url};
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Method, StatusCode};
 use std::time::Duration;
+use url::Url;
 
 /// Everything a [`RevioClient`] needs. [`RevioConfig::new`] fills in the default time bounds.
 #[derive(Debug, Clone)]
@@ -166,7 +168,7 @@ struct Answer {
 /// Revio's merchant API. Cheap to clone; build it once per cold start.
 #[derive(Debug, Clone)]
 pub struct RevioClient {
-    http: reqwest::Client,
+    http: HttpClient,
     base_url: String,
     api_key: SecretString,
     brand_id: String,
@@ -204,16 +206,13 @@ impl RevioClient {
     /// cannot be set up.
     pub fn new(config: RevioConfig) -> Result<Self, InitError> {
         let base_url = normalise_base_url(&config.base_url, config.allow_insecure_http)?;
-        let http = crate::tls::http_client_builder()?
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            // A frozen Lambda's idle connections may be dead on thaw; do not keep them long.
-            .pool_idle_timeout(Duration::from_secs(30))
-            // An API answer never redirects; following one would resend the request elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("purse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| InitError::Dependency(format!("the Revio HTTP client could not be built: {e}")))?;
+        // Redirects are not followed (an API answer never redirects; following one would resend
+        // the request elsewhere): the shared client returns every answer as it came.
+        let http = HttpClient::new(
+            &HttpClientConfig::new(config.connect_timeout, config.request_timeout)
+                // A frozen Lambda's idle connections may be dead on thaw; do not keep them long.
+                .pool_idle_timeout(Duration::from_secs(30)),
+        )?;
         Ok(Self {
             http,
             base_url,
@@ -316,6 +315,9 @@ impl RevioClient {
                 (Err(e), Repeat::IfNothingSent) => e.is_connect(),
             };
             if !retryable || attempt >= self.retry.max_attempts {
+                if retryable {
+                    crate::retry::record_exhausted();
+                }
                 return match outcome {
                     Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() => {
                         Err(RevioError::Unavailable(format!(
@@ -336,37 +338,36 @@ impl RevioClient {
                 Err(e) => self.describe(e),
             };
             tracing::warn!(%method, path, attempt, delay_ms = delay.as_millis() as u64, reason, "Revio call failed; retrying");
+            crate::retry::record_retry(match &outcome {
+                Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS => crate::retry::RetryKind::Throttle,
+                Ok(_) => crate::retry::RetryKind::ServerError,
+                Err(_) => crate::retry::RetryKind::LostResponse,
+            });
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
 
-    async fn attempt(&self, method: Method, url: &str, body: Option<&[u8]>) -> Result<Answer, reqwest::Error> {
-        let mut request =
-            self.http.request(method, url).bearer_auth(self.api_key.expose()).header(ACCEPT, "application/json");
+    async fn attempt(&self, method: Method, url: &str, body: Option<&[u8]>) -> Result<Answer, http_client::Error> {
+        let mut request = Request::new(method, url)
+            .bearer_auth(self.api_key.expose())
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.to_vec());
+            request = request.json_body(body.to_vec());
         }
-        let mut response = request.send().await?;
+        let response = self.http.send(request).await?;
         let status = response.status();
         let json = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-        let mut answer = Answer { status, json, body: Vec::new(), too_large: false };
-        while let Some(chunk) = response.chunk().await? {
-            if answer.body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                answer.too_large = true;
-                break;
-            }
-            answer.body.extend_from_slice(&chunk);
-        }
-        Ok(answer)
+        let body = response.read_body(MAX_ANSWER_BYTES).await?;
+        Ok(Answer { status, json, body: body.bytes, too_large: body.too_large })
     }
 
     /// A transport failure in words: what happened and the underlying cause, never the key.
-    fn describe(&self, e: &reqwest::Error) -> String {
+    fn describe(&self, e: &http_client::Error) -> String {
         let mut causes = Vec::new();
         let mut source = std::error::Error::source(e);
         while let Some(cause) = source {

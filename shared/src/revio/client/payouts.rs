@@ -3,7 +3,7 @@
 use super::{is_plausible_id, Repeat, RevioClient};
 use crate::revio::payout::{CreatePayoutBody, NewPayout, Payout};
 use crate::revio::{json_error_kind, RevioError};
-use reqwest::{Method, StatusCode};
+use http::{Method, StatusCode};
 
 impl RevioClient {
     /// Submits a payout (`POST /api/v1/payouts/`). Revio keeps one payout per `reference`: a
