@@ -53,7 +53,7 @@ import tomllib
 import unittest
 from pathlib import Path
 
-import yaml
+from test_template_alarms import load  # CloudFormation's short tags read as their long forms
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -66,31 +66,6 @@ DYNAMODB_ACTIONS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Condition
 SQS_ACTIONS = {"SendMessage", "GetQueueAttributes", "ChangeMessageVisibility", "ReceiveMessage", "DeleteMessage"}
 CONNECTIONS_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
 VERSION = "2012-10-17"
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads CloudFormation's short tags as their long forms."""
-
-
-def _cfn_tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {"Fn::" + suffix: value}
-
-
-_Loader.add_multi_constructor("!", _cfn_tag)
-
-
-def load(text):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
 
 
 # ------------------------------------------------------------------------------------------------
