@@ -32,7 +32,7 @@ step "emulator fault injection (tools/stack/test_emulator_faults.py)"
 step "provider sandboxes (tools/sandbox/test_*.py)"
 "$root/.venv/bin/python" -m unittest discover -s tools/sandbox -p 'test_*.py'
 
-step "docs/coverage.md against the seeds and the docs' headings (tools/lint/test_*.py)"
+step "tools/lint/test_*.py: least privilege, hardening, alarms, binary weight, docs/coverage.md and every document's links"
 "$root/.venv/bin/python" -m unittest discover -s tools/lint -p 'test_*.py'
 
 step "unit and integration tests (emulator + Revio and KYC sandboxes, chaos suite on fixed seeds)"
